@@ -1,0 +1,27 @@
+"""The answers a platform (or terminal) sends, built so that callers never touch layouts.
+
+2016/2025 clause 6.3.2: an answer repeats the command id, carries a response flag
+instead of 0xFE, keeps the unique id, and its data unit is the time. This project
+echoes the time of the frame being answered (what the terminal can match), except
+for time calibration (0x08), whose answer carries the platform's current time, and
+the heartbeat (0x07), whose answer is empty.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from .bodies import TimeOnly
+from .commands import Command, Encryption, Response
+from .frame import Frame
+
+
+def answer(frame: Frame, response: Response | int, now: datetime) -> Frame:
+    """The answer to ``frame`` with ``response`` (``now`` is the answering side's clock)."""
+    if frame.command == Command.HEARTBEAT:
+        body = None
+    elif frame.command == Command.TIME_SYNC:
+        body = TimeOnly(now)
+    else:
+        body = TimeOnly(frame.collected_at or now)
+    return Frame(frame.edition, frame.command, int(response), frame.vin, Encryption.NONE, body)

@@ -1,0 +1,166 @@
+"""Building blocks shared by both editions' information types.
+
+Variable-length blocks (lists of motors, subsystems, fault codes) are small classes
+with ``decode(buf, off) -> (value, end)`` and ``encode(value) -> bytes`` built from
+:class:`codec.fields.FixedBlock` and :class:`codec.fields.ScaledArray` declarations.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .errors import BadBody, EncodeError
+from .fields import FastConstruct, FixedBlock, ScaledArray
+
+_B = struct.Struct(">B")
+_H = struct.Struct(">H")
+
+#: gear positions, bits 0-3 of the gear byte (2016 annex A table A.1; 2025 annex A table A.1)
+GEARS = {0: "N", **{i: str(i) for i in range(1, 13)}, 13: "R", 14: "D", 15: "P"}
+GEAR_CODES = {name: code for code, name in GEARS.items()}
+
+
+def _count(buf: bytes, off: int, st: struct.Struct, what: str) -> int:
+    if off + st.size > len(buf):
+        raise BadBody(f"{what}: count truncated", off)
+    return st.unpack_from(buf, off)[0]
+
+
+class ListOf(FastConstruct):
+    """A count (1 byte) followed by that many fixed blocks: motors, stacks, ..."""
+
+    def __init__(self, name: str, item: FixedBlock, count_code: str = "B") -> None:
+        super().__init__()
+        self.name = name
+        self.item = item
+        self.count = struct.Struct(">" + count_code)
+
+    def decode(self, buf: bytes, off: int) -> tuple[list, int]:
+        n = _count(buf, off, self.count, self.name)
+        off += self.count.size
+        out = []
+        item = self.item
+        for _ in range(n):
+            rec, off = item.decode(buf, off)
+            out.append(rec)
+        return out, off
+
+    def encode(self, value: list) -> bytes:
+        if not isinstance(value, list):
+            raise EncodeError(f"{self.name}: expected a list")
+        try:
+            head = self.count.pack(len(value))
+        except struct.error:
+            raise EncodeError(f"{self.name}: too many items ({len(value)})") from None
+        return head + b"".join(self.item.encode(v) for v in value)
+
+
+class FaultCodes:
+    """A fault-code list: count (1 byte) + count x 4-byte codes (2016 table 17)."""
+
+    @staticmethod
+    def decode(buf: bytes, off: int, name: str) -> tuple[list[int], int]:
+        n = _count(buf, off, _B, name)
+        off += 1
+        end = off + 4 * n
+        if end > len(buf):
+            raise BadBody(f"{name}: {n} codes need {4 * n} bytes, {len(buf) - off} left", off)
+        return list(struct.unpack_from(f">{n}I", buf, off)), end
+
+    @staticmethod
+    def encode(codes: list[int], name: str) -> bytes:
+        if len(codes) > 252:
+            raise EncodeError(f"{name}: at most 252 codes")
+        try:
+            return bytes((len(codes),)) + struct.pack(f">{len(codes)}I", *codes)
+        except struct.error as exc:
+            raise EncodeError(f"{name}: {exc}") from None
+
+
+def flag_names(bits: int, names: dict[int, str]) -> list[str]:
+    """Names of the set bits, in bit order; a set bit with no name becomes ``bit_N``."""
+    out = []
+    b = 0
+    while bits:
+        if bits & 1:
+            out.append(names.get(b, f"bit_{b}"))
+        bits >>= 1
+        b += 1
+    return out
+
+
+def flag_bits(flags: list[str], codes: dict[str, int], what: str) -> int:
+    bits = 0
+    for name in flags:
+        bit = codes.get(name)
+        if bit is None:
+            if name.startswith("bit_") and name[4:].isdigit():
+                bit = int(name[4:])
+            else:
+                raise EncodeError(f"{what}: unknown flag {name!r}")
+        bits |= 1 << bit
+    return bits
+
+
+class Subsystems(FastConstruct):
+    """A count (1 byte) of subsystems, each a fixed head followed by a scaled array whose
+    length is one of the head's fields (cell voltages, probe temperatures)."""
+
+    def __init__(self, name: str, head: FixedBlock, count_field: str, array: ScaledArray, array_key: str,
+                 count_code: str = "B") -> None:
+        super().__init__()
+        self.name = name
+        self.head = head
+        self.count_field = count_field
+        self.array = array
+        self.array_key = array_key
+        self.count = struct.Struct(">" + count_code)
+
+    def decode(self, buf: bytes, off: int) -> tuple[list, int]:
+        n = _count(buf, off, _B, self.name)
+        off += 1
+        out = []
+        for _ in range(n):
+            rec, off = self.head.decode(buf, off)
+            cnt = rec.pop(self.count_field)
+            if cnt is None:  # a marked count cannot say how many values follow
+                raise BadBody(f"{self.name}: {self.count_field} is marked abnormal/invalid", off)
+            ab = rec.get("abnormal")
+            inv = rec.get("invalid")
+            ab2: list = []
+            inv2: list = []
+            rec[self.array_key], off = self.array.decode(buf, off, cnt, ab2, inv2)
+            if ab2:
+                rec["abnormal"] = (ab or []) + ab2
+            if inv2:
+                rec["invalid"] = (inv or []) + inv2
+            out.append(rec)
+        return out, off
+
+    def encode(self, value: list) -> bytes:
+        if not isinstance(value, list) or len(value) > 255:
+            raise EncodeError(f"{self.name}: expected a list of at most 255 subsystems")
+        parts = [bytes((len(value),))]
+        for rec in value:
+            arr = rec.get(self.array_key)
+            if not isinstance(arr, list):
+                raise EncodeError(f"{self.name}: {self.array_key} must be a list")
+            head = dict(rec)
+            head[self.count_field] = len(arr)
+            ab = rec.get("abnormal") or ()
+            inv = rec.get("invalid") or ()
+            parts.append(self.head.encode(head))
+            parts.append(self.array.encode(arr, ab, inv))
+        return b"".join(parts)
+
+
+def u8(buf: bytes, off: int, what: str) -> int:
+    if off >= len(buf):
+        raise BadBody(f"{what}: truncated", off)
+    return buf[off]
+
+
+def u16(buf: bytes, off: int, what: str) -> int:
+    if off + 2 > len(buf):
+        raise BadBody(f"{what}: truncated", off)
+    return _H.unpack_from(buf, off)[0]
