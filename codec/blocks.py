@@ -27,17 +27,22 @@ def _count(buf: bytes, off: int, st: struct.Struct, what: str) -> int:
 
 
 class ListOf(FastConstruct):
-    """A count (1 byte) followed by that many fixed blocks: motors, stacks, ..."""
+    """A count (1 byte) followed by that many blocks of one kind: motors, stacks, ..."""
 
-    def __init__(self, name: str, item: FixedBlock, count_code: str = "B") -> None:
+    def __init__(self, name: str, item: FastConstruct, count_code: str = "B", marked_count: bool = False) -> None:
         super().__init__()
         self.name = name
         self.item = item
         self.count = struct.Struct(">" + count_code)
+        #: 2025: a count of 0xFE/0xFF (abnormal/invalid) is followed by no items; such a block
+        #: decodes to "abnormal" or None
+        self.marked_count = marked_count
 
-    def decode(self, buf: bytes, off: int) -> tuple[list, int]:
+    def decode(self, buf: bytes, off: int) -> tuple[list | str | None, int]:
         n = _count(buf, off, self.count, self.name)
         off += self.count.size
+        if self.marked_count and n >= 0xFE:
+            return (None if n == 0xFF else "abnormal"), off
         out = []
         item = self.item
         for _ in range(n):
@@ -45,7 +50,9 @@ class ListOf(FastConstruct):
             out.append(rec)
         return out, off
 
-    def encode(self, value: list) -> bytes:
+    def encode(self, value: list | str | None) -> bytes:
+        if self.marked_count and (value is None or value == "abnormal"):
+            return b"\xff" if value is None else b"\xfe"
         if not isinstance(value, list):
             raise EncodeError(f"{self.name}: expected a list")
         try:
@@ -107,24 +114,29 @@ class Subsystems(FastConstruct):
     length is one of the head's fields (cell voltages, probe temperatures)."""
 
     def __init__(self, name: str, head: FixedBlock, count_field: str, array: ScaledArray, array_key: str,
-                 count_code: str = "B") -> None:
+                 marked_count: bool = False, keep_count: bool = False) -> None:
         super().__init__()
         self.name = name
         self.head = head
         self.count_field = count_field
         self.array = array
         self.array_key = array_key
-        self.count = struct.Struct(">" + count_code)
+        self.marked_count = marked_count
+        self.keep_count = keep_count
 
-    def decode(self, buf: bytes, off: int) -> tuple[list, int]:
+    def decode(self, buf: bytes, off: int) -> tuple[list | str | None, int]:
         n = _count(buf, off, _B, self.name)
         off += 1
+        if self.marked_count and n >= 0xFE:
+            return (None if n == 0xFF else "abnormal"), off
         out = []
         for _ in range(n):
             rec, off = self.head.decode(buf, off)
-            cnt = rec.pop(self.count_field)
-            if cnt is None:  # a marked count cannot say how many values follow
-                raise BadBody(f"{self.name}: {self.count_field} is marked abnormal/invalid", off)
+            cnt = rec[self.count_field] if self.keep_count else rec.pop(self.count_field)
+            if cnt is None:  # a marked count: no values follow
+                rec[self.array_key] = None
+                out.append(rec)
+                continue
             ab = rec.get("abnormal")
             inv = rec.get("invalid")
             ab2: list = []
@@ -137,20 +149,26 @@ class Subsystems(FastConstruct):
             out.append(rec)
         return out, off
 
-    def encode(self, value: list) -> bytes:
-        if not isinstance(value, list) or len(value) > 255:
-            raise EncodeError(f"{self.name}: expected a list of at most 255 subsystems")
+    def encode(self, value: list | str | None) -> bytes:
+        if self.marked_count and (value is None or value == "abnormal"):
+            return b"\xff" if value is None else b"\xfe"
+        if not isinstance(value, list) or len(value) > 253:
+            raise EncodeError(f"{self.name}: expected a list of at most 253 subsystems")
         parts = [bytes((len(value),))]
         for rec in value:
             arr = rec.get(self.array_key)
-            if not isinstance(arr, list):
+            if arr is not None and not isinstance(arr, list):
                 raise EncodeError(f"{self.name}: {self.array_key} must be a list")
             head = dict(rec)
-            head[self.count_field] = len(arr)
+            if arr is not None:
+                head[self.count_field] = len(arr)
+            elif not self.keep_count:
+                head[self.count_field] = None
             ab = rec.get("abnormal") or ()
             inv = rec.get("invalid") or ()
             parts.append(self.head.encode(head))
-            parts.append(self.array.encode(arr, ab, inv))
+            if arr is not None:
+                parts.append(self.array.encode(arr, ab, inv))
         return b"".join(parts)
 
 
@@ -164,3 +182,67 @@ def u16(buf: bytes, off: int, what: str) -> int:
     if off + 2 > len(buf):
         raise BadBody(f"{what}: truncated", off)
     return _H.unpack_from(buf, off)[0]
+
+
+class Composite(FastConstruct):
+    """A block made of fixed parts and arrays whose length is a count field of an earlier
+    part (the 2016 fuel cell, the 2025 fuel-cell stacks and super-capacitor).
+
+    ``parts`` holds :class:`FixedBlock` items and ``(ScaledArray, count_field)`` pairs. The
+    count field is consumed (the array's length says it) unless ``keep`` names it."""
+
+    def __init__(self, name: str, parts: list, keep: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.name = name
+        self.parts = parts
+        self.keep = keep
+
+    def decode(self, buf: bytes, off: int) -> tuple[dict, int]:
+        rec: dict = {}
+        ab: list = []
+        inv: list = []
+        for part in self.parts:
+            if isinstance(part, FixedBlock):
+                sub, off = part.decode(buf, off)
+                ab += sub.pop("abnormal", ())
+                inv += sub.pop("invalid", ())
+                rec.update(sub)
+            else:
+                array, count_field = part
+                n = rec[count_field] if count_field in self.keep else rec.pop(count_field)
+                if n is None:  # a marked count: no values follow
+                    rec[array.name] = None
+                    continue
+                rec[array.name], off = array.decode(buf, off, n, ab, inv)
+        if ab:
+            rec["abnormal"] = ab
+        if inv:
+            rec["invalid"] = inv
+        return rec, off
+
+    def encode(self, rec: dict) -> bytes:
+        if not isinstance(rec, dict):
+            raise EncodeError(f"{self.name}: expected an object")
+        full = dict(rec)
+        ab = rec.get("abnormal") or ()
+        inv = rec.get("invalid") or ()
+        for part in self.parts:
+            if not isinstance(part, FixedBlock):
+                array, count_field = part
+                values = rec.get(array.name)
+                if values is None:
+                    full[count_field] = None
+                elif isinstance(values, list):
+                    full[count_field] = len(values)
+                else:
+                    raise EncodeError(f"{self.name}.{array.name}: expected a list")
+        out = []
+        for part in self.parts:
+            if isinstance(part, FixedBlock):
+                out.append(part.encode(full))
+            else:
+                array, _ = part
+                values = rec.get(array.name)
+                if values is not None:
+                    out.append(array.encode(values, ab, inv))
+        return b"".join(out)

@@ -5,8 +5,9 @@
   every pack's 24-character code.
 * activation 0x09 (2025 annex B table B.3): time, security-chip id (16 ASCII), public key
   (2-byte length + key), VIN (17), and a signature (algorithm, r, s; no 0xFF lead byte).
-* activation answer 0x0A (annex B table B.4): result (1 ok, 2 refused) and detail
-  (1 ok, 2 chip already used, 3 VIN duplicate).
+* activation answer 0x0A (annex B table B.4): result (1 activated, 2 failed) and detail
+  (0 ok, 1 chip already activated, 2 VIN duplicate; one public decoder reads 1/2/3, the
+  standard's table and the other readings say 0/1/2).
 * payload key sync 0x0B (2025 clause 7.6 table 31): encryption flag, key (2-byte length
   + key), validity start and end times.
 """
@@ -57,8 +58,8 @@ KEY_SYNC = c.Struct(
     "valid_until" / Time,
 )
 
-ACTIVATION_RESULTS = {1: "ok", 2: "refused"}
-ACTIVATION_DETAILS = {1: "ok", 2: "chip_already_used", 3: "vin_duplicate"}
+ACTIVATION_RESULTS = {1: "activated", 2: "failed"}
+ACTIVATION_DETAILS = {0: "ok", 1: "chip_already_activated", 2: "vin_duplicate"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,7 @@ class Response(enum.IntEnum):
     SUCCESS = 0x01
     ERROR = 0x02
     VIN_DUPLICATE = 0x03
-    VIN_UNKNOWN = 0x04
+    VIN_UNKNOWN = 0x04  # 2025 only
     SIGNATURE_INVALID = 0x05  # 2025 only
     STRUCTURE_INVALID = 0x06  # 2025 only
     DECRYPTION_FAILED = 0x07  # 2025 only
@@ -119,7 +119,7 @@ RESPONSE_NAMES: dict[int, str] = {
 }
 
 _RESPONSES = {
-    Edition.V2016: frozenset({0x01, 0x02, 0x03, 0x04, 0xFE}),
+    Edition.V2016: frozenset({0x01, 0x02, 0x03, 0xFE}),
     Edition.V2025: frozenset({0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0xFE}),
 }
 

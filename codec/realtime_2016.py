@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import struct
 
-from .blocks import GEAR_CODES, GEARS, FaultCodes, ListOf, Subsystems, flag_bits, flag_names, u8
+from .blocks import GEAR_CODES, GEARS, Composite, FaultCodes, ListOf, Subsystems, flag_bits, flag_names, u8
 from .errors import BadBody, EncodeError
 from .fields import FastConstruct, FixedBlock, ScaledArray, custom, enum, num, raw
 
@@ -75,52 +75,25 @@ MOTOR = FixedBlock("motor", [
 MOTORS = ListOf("motors", MOTOR)
 
 
-class FuelCell2016(FastConstruct):
-    """0x03 fuel cell (table 12): a fixed head, the probe temperatures, a fixed tail."""
-
-    HEAD = FixedBlock("fuel_cell", [
+#: 0x03 fuel cell (table 12): fixed head, N probe temperatures, fixed tail; 18 + N bytes
+FUEL_CELL = Composite("fuel_cell", [
+    FixedBlock("fuel_cell", [
         num("voltage_v", "H", 10, unit="V"),
         num("current_a", "H", 10, unit="A"),
         num("consumption_kg_per_100km", "H", 100, unit="kg/100km"),
-        raw("probe_count", "H"),
-    ])
-    PROBES = ScaledArray("probe_temps_c", "B", 1, -40)
-    TAIL = FixedBlock("fuel_cell", [
+        num("probe_count", "H"),
+    ]),
+    (ScaledArray("probe_temps_c", "B", 1, -40), "probe_count"),
+    FixedBlock("fuel_cell", [
         num("h2_max_temp_c", "H", 10, -400, unit="C"),
-        raw("h2_max_temp_probe", "B"),
-        num("h2_max_concentration_ppm", "H", unit="mg/kg"),
-        raw("h2_max_concentration_sensor", "B"),
-        num("h2_max_pressure_mpa", "H", 10, unit="MPa"),
-        raw("h2_max_pressure_sensor", "B"),
+        num("h2_max_temp_probe", "B"),
+        num("h2_max_concentration_ppm", "H", unit="mg/kg"),   # raw mg/kg, no offset (open question)
+        num("h2_max_concentration_sensor", "B"),
+        num("h2_max_pressure_mpa", "H", 10, unit="MPa", markers=False),
+        num("h2_max_pressure_sensor", "B"),
         enum("dcdc_state", "B", DCDC_STATES),
-    ])
-    name = "fuel_cell"
-
-    def decode(self, buf, off):
-        rec, off = self.HEAD.decode(buf, off)
-        n = rec.pop("probe_count")
-        ab, inv = rec.pop("abnormal", []), rec.pop("invalid", [])
-        rec["probe_temps_c"], off = self.PROBES.decode(buf, off, n, ab, inv)
-        tail, off = self.TAIL.decode(buf, off)
-        ab += tail.pop("abnormal", [])
-        inv += tail.pop("invalid", [])
-        rec.update(tail)
-        if ab:
-            rec["abnormal"] = ab
-        if inv:
-            rec["invalid"] = inv
-        return rec, off
-
-    def encode(self, rec):
-        probes = rec.get("probe_temps_c")
-        if not isinstance(probes, list):
-            raise EncodeError("fuel_cell.probe_temps_c must be a list")
-        head = dict(rec, probe_count=len(probes))
-        return (self.HEAD.encode(head) + self.PROBES.encode(probes, rec.get("abnormal") or (), rec.get("invalid") or ())
-                + self.TAIL.encode(rec))
-
-
-FUEL_CELL = FuelCell2016()
+    ]),
+])
 
 #: 0x04 engine, 5 bytes (table 13)
 ENGINE = FixedBlock("engine", [
@@ -254,6 +227,11 @@ class Alarm(FastConstruct):
             rec["max_level"] = level
         rec["flags"] = flag_names(bits, self.flags)
         for key in FAULT_LISTS:
+            if off < len(buf) and buf[off] >= 0xFE:  # a marked count: no codes follow
+                rec[key] = None
+                rec.setdefault("abnormal" if buf[off] == 0xFE else "invalid", []).append(key)
+                off += 1
+                continue
             rec[key], off = FaultCodes.decode(buf, off, key)
         if self.with_levels:
             n = u8(buf, off, "alarm.flag_levels")
@@ -275,7 +253,11 @@ class Alarm(FastConstruct):
             raise EncodeError("alarm.max_level out of range")
         parts = [self._HEAD.pack(int(level), flag_bits(rec.get("flags") or [], self.codes, "alarm.flags"))]
         for key in FAULT_LISTS:
-            parts.append(FaultCodes.encode(list(rec.get(key) or []), f"alarm.{key}"))
+            codes = rec.get(key, [])
+            if codes is None:
+                parts.append(b"\xfe" if key in (rec.get("abnormal") or ()) else b"\xff")
+            else:
+                parts.append(FaultCodes.encode(list(codes), f"alarm.{key}"))
         if self.with_levels:
             pairs = rec.get("flag_levels") or []
             out = bytearray((len(pairs),))
