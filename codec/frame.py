@@ -104,7 +104,7 @@ def _registry() -> dict[int, tuple[Decoder, Encoder]]:
                                     _ed(bodies_2025.encode_activation_answer)),
         Command.KEY_SYNC: (_ed(bodies_2025.decode_key_sync), _ed(bodies_2025.encode_key_sync)),
         Command.QUERY_PARAMS: (_ed(params.decode_query), _ed(params.encode_query)),
-        Command.SET_PARAMS: (_ed(params.decode_list), _ed(params.encode_list)),
+        Command.SET_PARAMS: (lambda ed, d: params.decode_list(d, ed), lambda ed, b: params.encode_list(b, ed)),
         Command.TERMINAL_CONTROL: (_ed(params.decode_control), _ed(params.encode_control)),
     }
     for cmd, (dec, enc) in charging.BODIES.items():
@@ -135,7 +135,7 @@ def decode_body(edition: Edition, command: int, response: int, data: bytes) -> A
     if not data:
         return None
     if command == Command.QUERY_PARAMS:
-        return params.decode_list(data)
+        return params.decode_list(data, edition)
     if len(data) == 6:
         return bodies.decode_time_only(data)
     dec = _bodies()[command][0]
@@ -155,7 +155,7 @@ def encode_body(edition: Edition, command: int, response: int, body: Any) -> byt
     if isinstance(body, bodies.TimeOnly):
         return bodies.encode_time_only(body)
     if isinstance(body, params.ParamList):
-        return params.encode_list(body)
+        return params.encode_list(body, edition)
     entry = _bodies().get(command)
     if entry is None or entry[1] is None:
         raise EncodeError(f"command 0x{command:02X} carries no data unit")

@@ -31,7 +31,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def body_to_json(body: Any) -> Any:
+def body_to_json(body: Any, edition: Edition = Edition.V2016) -> Any:
     if body is None:
         return None
     if isinstance(body, RealtimeData):
@@ -47,12 +47,14 @@ def body_to_json(body: Any) -> Any:
     if isinstance(body, bodies.Opaque):
         return {"hex": body.data.hex()}
     if isinstance(body, params.ParamQuery):
+        table = params.parameter_table(edition)
         return {"collected_at": format_iso(body.collected_at), "ids": list(body.ids),
-                "names": [params.PARAMETERS.get(i, (f"0x{i:02X}",))[0] for i in body.ids]}
+                "names": [table.get(i, (f"0x{i:02X}",))[0] for i in body.ids]}
     if isinstance(body, params.ParamList):
+        table = params.parameter_table(edition)
         items = []
         for pid, value in body.params:
-            spec = params.PARAMETERS.get(pid)
+            spec = table.get(pid)
             if spec is None:
                 items.append({"id": pid, "hex": bytes(value).hex()})
             else:
@@ -87,7 +89,7 @@ def frame_to_json(frame: Frame, raw: bool = False) -> dict:
         "response": name_of(RESPONSE_NAMES, frame.response),
         "vin": frame.vin,
         "encryption": name_of(ENCRYPTION_NAMES, frame.encryption),
-        "body": body_to_json(frame.body),
+        "body": body_to_json(frame.body, frame.edition),
     }
     if raw:
         out["raw"] = frame.raw.hex()

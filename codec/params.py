@@ -1,6 +1,8 @@
 """Parameter query (0x80), parameter set (0x81) and terminal control (0x82).
 
-2016 clause 7.5-7.7 (tables 30-38 and annex B); the 2025 edition keeps the layout.
+2016 annex B tables B.9-B.17; 2025 annex B tables B.5-B.13. The 2025 edition keeps the
+layout but shrinks two parameters to one byte: 0x02 (normal reporting period, 1-30 s)
+and 0x03 (reporting period while alarmed, 0-1 s).
 A parameter list is the time, a count and id/value pairs; each id has a fixed type,
 except the two domain names whose length is the value of the id before them
 (0x04 -> 0x05, 0x0D -> 0x0E). An id the table does not know ends the parse: the rest
@@ -37,6 +39,18 @@ PARAMETERS: dict[int, tuple[str, object]] = {
 }
 PARAMETER_IDS = {name: pid for pid, (name, _) in PARAMETERS.items()}
 
+#: 2025 annex B table B.8: the reporting periods are one byte, in seconds
+PARAMETERS_2025: dict[int, tuple[str, object]] = {
+    **PARAMETERS,
+    0x02: ("report_interval_s", "B"),
+    0x03: ("alarm_report_interval_s", "B"),
+}
+PARAMETER_IDS.update({name: pid for pid, (name, _) in PARAMETERS_2025.items()})
+
+
+def parameter_table(edition) -> dict[int, tuple[str, object]]:
+    return PARAMETERS_2025 if getattr(edition, "value", edition) == "2025" else PARAMETERS
+
 #: terminal control command ids (2016 7.7 table 36)
 CONTROL_COMMANDS = {
     1: "upgrade",
@@ -66,8 +80,9 @@ class ParamList:
     collected_at: datetime
     params: tuple[tuple[int, object], ...]
 
-    def as_dict(self) -> dict[str, object]:
-        return {PARAMETERS.get(pid, (f"0x{pid:02X}",))[0]: v for pid, v in self.params}
+    def as_dict(self, edition="2016") -> dict[str, object]:
+        table = parameter_table(edition)
+        return {table.get(pid, (f"0x{pid:02X}",))[0]: v for pid, v in self.params}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +111,8 @@ def encode_query(body: ParamQuery) -> bytes:
     return encode_time(body.collected_at) + bytes((len(body.ids), *body.ids))
 
 
-def decode_list(data: bytes) -> ParamList:
+def decode_list(data: bytes, edition="2016") -> ParamList:
+    table = parameter_table(edition)
     if len(data) < 7:
         raise BadBody("parameter list: shorter than time + count", 0)
     when = decode_time(data, 0)
@@ -109,7 +125,7 @@ def decode_list(data: bytes) -> ParamList:
             raise BadBody(f"parameter list: count {n} but only {len(out)} parameters", off)
         pid = data[off]
         off += 1
-        spec = PARAMETERS.get(pid)
+        spec = table.get(pid)
         if spec is None:
             out.append((pid, bytes(data[off:])))
             off = len(data)
@@ -144,12 +160,13 @@ def decode_list(data: bytes) -> ParamList:
     return ParamList(when, tuple(out))
 
 
-def encode_list(body: ParamList) -> bytes:
+def encode_list(body: ParamList, edition="2016") -> bytes:
+    table = parameter_table(edition)
     parts = bytearray(encode_time(body.collected_at))
     parts.append(len(body.params))
     for pid, value in body.params:
         parts.append(pid)
-        spec = PARAMETERS.get(pid)
+        spec = table.get(pid)
         if spec is None:
             if not isinstance(value, (bytes, bytearray)):
                 raise EncodeError(f"parameter 0x{pid:02X}: unknown id needs raw bytes")

@@ -65,7 +65,7 @@ class FrameReader:
             start = _find_start(buf, pos)
             if start < 0:
                 # keep a trailing '#'/'$' that may begin a start
-                keep = 1 if buf and buf[-1] in (0x23, 0x24) else 0
+                keep = 1 if len(buf) > pos and buf[-1] in (0x23, 0x24) else 0
                 end = len(buf) - keep
                 if end > pos:
                     out.append(Garbage(f"{end - pos} bytes without a frame start", self._base + pos, buf[pos:end]))

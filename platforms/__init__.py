@@ -1,0 +1,1 @@
+"""The three roles of the relay, each a small ``ROLE`` on top of ``relay``."""

@@ -1,0 +1,366 @@
+"""The ``relay`` command (interfaces.md). The only module that touches the global reactor.
+
+Exit status: 0 success, 2 bad usage or bad config (one line saying what and where),
+1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from .config import ROLES, ConfigError, load_config
+
+
+class UsageError(Exception):
+    """Bad usage detected after argument parsing (exit status 2)."""
+
+
+def load_role(name: str):
+    """The ``ROLE`` of ``platforms/<name>``; the name comes from validated config."""
+    if name not in ROLES:
+        raise ConfigError(f"role: unknown role {name!r}")
+    return importlib.import_module(f"platforms.{name}").ROLE
+
+
+def _config(args):
+    cfg = load_config(args.config)
+    from . import logs
+
+    logs.configure(cfg.log.level, cfg.log.format)
+    return cfg
+
+
+# --- run ----------------------------------------------------------------------------
+
+def cmd_run(args) -> int:
+    cfg = _config(args)
+    role = load_role(cfg.role)
+    from twisted.internet import task
+
+    from . import logs
+    from .node import start_node
+
+    logs.bridge_twisted()
+
+    async def main(reactor):
+        from twisted.internet.defer import Deferred
+
+        node = await start_node(reactor, cfg, role)
+        done: Deferred = Deferred()
+
+        def shutdown():
+            d = node.stop()
+            d.addBoth(lambda _: done.callback(None) if not done.called else None)
+            return d
+
+        reactor.addSystemEventTrigger("before", "shutdown", shutdown)
+        await done
+
+    task.react(lambda reactor: _as_deferred(main(reactor)))
+    return 0
+
+
+def _as_deferred(coro):
+    from twisted.internet.defer import Deferred
+
+    return Deferred.fromCoroutine(coro)
+
+
+# --- decode / encode -------------------------------------------------------------------
+
+def _read_input(args) -> bytes:
+    if args.hex is not None:
+        text = args.hex
+    else:
+        data = sys.stdin.buffer.read() if args.file in (None, "-") else Path(args.file).read_bytes()
+        stripped = b"".join(data.split())
+        try:
+            if stripped and all(c in b"0123456789abcdefABCDEF" for c in stripped):
+                return bytes.fromhex(stripped.decode("ascii"))
+        except ValueError:
+            pass
+        return data
+    try:
+        return bytes.fromhex("".join(text.split()))
+    except ValueError:
+        raise UsageError("--hex: not a hexadecimal string") from None
+
+
+def cmd_decode(args) -> int:
+    import codec
+
+    data = _read_input(args)
+    reader = codec.FrameReader()
+    items = reader.feed(data) + reader.close()
+    errors = 0
+    for item in items:
+        if isinstance(item, codec.Frame):
+            if args.protocol != "auto" and item.edition.value != args.protocol:
+                errors += 1
+                print(json.dumps({"error": "wrong_protocol", "protocol": item.edition.value,
+                                  "detail": f"expected {args.protocol}"}), file=sys.stderr)
+                continue
+            print(json.dumps(codec.frame_to_json(item, raw=args.raw), ensure_ascii=False))
+        else:
+            errors += 1
+            print(json.dumps({"error": item.reason, "offset": item.offset, "detail": item.detail}), file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_encode(args) -> int:
+    import codec
+
+    status = 0
+    for lineno, line in enumerate(sys.stdin, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            frame = codec.frame_from_json(json.loads(line))
+            print(codec.encode_frame(frame).hex())
+        except (ValueError, codec.CodecError, KeyError, TypeError) as exc:
+            print(f"line {lineno}: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+# --- database commands -------------------------------------------------------------------
+
+def _with_db(cfg, fn):
+    """Run ``fn(conn)`` against the node's database (starting the embedded one if needed)."""
+    import psycopg
+
+    from .store.embedded import EmbeddedPostgres
+    from .store.migrate import migrate
+
+    embedded = None
+    dsn = cfg.database.dsn
+    if not dsn:
+        embedded = EmbeddedPostgres(cfg.resolve(cfg.data_dir) / "pg")
+        dsn = embedded.start()
+    try:
+        with psycopg.connect(dsn) as conn:
+            migrate(conn)
+            return fn(conn)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def cmd_migrate(args) -> int:
+    cfg = _config(args)
+    from .store.migrate import current_version
+
+    version = _with_db(cfg, current_version)
+    print(json.dumps({"schema_version": version}))
+    return 0
+
+
+def cmd_registry_import(args) -> int:
+    cfg = _config(args)
+    from . import registry
+
+    rows = registry.read_csv(args.csv)
+    n = _with_db(cfg, lambda conn: registry.upsert(conn, rows))
+    print(json.dumps({"imported": n}))
+    return 0
+
+
+def cmd_stats(args) -> int:
+    cfg = _config(args)
+    from .store.queries import stats
+
+    result = _with_db(cfg, stats)
+    result["node"] = cfg.node_id
+    result["role"] = cfg.role
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_hash_password(args) -> int:
+    import getpass
+
+    from .accounts import hash_password
+
+    password = args.password if args.password is not None else getpass.getpass("password: ")
+    print(hash_password(password))
+    return 0
+
+
+# --- demo, simulators, benchmarks ------------------------------------------------------------
+
+def cmd_demo(args) -> int:
+    from twisted.internet import task
+
+    from . import logs
+    from .demo import run_demo
+
+    logs.configure(args.log_level, "logfmt")
+    logs.bridge_twisted()
+    result = {}
+
+    async def main(reactor):
+        result.update(await run_demo(reactor, seconds=args.seconds, vehicles=args.vehicles, piles=args.piles,
+                                     data_dir=Path(args.data_dir), protocol=args.protocol, interval=args.interval))
+
+    try:
+        task.react(lambda reactor: _as_deferred(main(reactor)))
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    _print_summary(result, args.json)
+    return 0 if result.get("ok") else 1
+
+
+def _print_summary(result: dict, as_json: bool) -> None:
+    summary = result.get("summary", {})
+    if not as_json:
+        for key, value in summary.items():
+            print(f"{key}: {value}")
+    print(json.dumps(summary))
+
+
+def cmd_simulate_vehicles(args) -> int:
+    from twisted.internet import task
+
+    from . import logs
+    from .simulate import run_vehicle_simulator
+
+    logs.configure(args.log_level, "logfmt")
+    host, _, port = args.connect.rpartition(":")
+    out = {}
+
+    async def main(reactor):
+        out.update(await run_vehicle_simulator(
+            reactor, host or "127.0.0.1", int(port), count=args.count, seconds=args.seconds, interval=args.interval,
+            public_share=args.public_share, registry_out=args.registry_out, protocol=args.protocol, seed=args.seed))
+
+    try:
+        task.react(lambda reactor: _as_deferred(main(reactor)))
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    return run_bench(args.what, args)
+
+
+# --- the parser -----------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="relay", description="GB/T 32960.3 three-tier relay for NEV and charging-facility "
+                                                          "safety monitoring (enterprise, municipal, provincial nodes).")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("run", help="run a node in the foreground; SIGTERM/SIGINT stop it gracefully "
+                                   "(platform logout, writer flushed)")
+    s.add_argument("--config", required=True, help="the node's YAML config (see conf/)")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("demo", help="all three tiers with simulated vehicles and piles on the embedded PostgreSQL; "
+                                    "ends with a summary")
+    s.add_argument("--seconds", type=float, default=20.0, help="how long the simulators send (default 20)")
+    s.add_argument("--vehicles", type=int, default=50, help="simulated vehicles (default 50)")
+    s.add_argument("--piles", type=int, default=10, help="simulated charging piles (default 10)")
+    s.add_argument("--interval", type=float, default=1.0, help="seconds between a vehicle's realtime frames")
+    s.add_argument("--protocol", choices=("2016", "2025"), default="2016")
+    s.add_argument("--data-dir", default="var/demo", help="where the embedded PostgreSQL lives (default var/demo)")
+    s.add_argument("--json", action="store_true", help="print only the summary as one JSON line")
+    s.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("simulate", help="simulated vehicle terminals or a charging operator")
+    simsub = s.add_subparsers(dest="what", required=True)
+    v = simsub.add_parser("vehicles", help="vehicle terminals sending login, realtime frames, logout")
+    v.add_argument("--connect", required=True, metavar="HOST:PORT")
+    v.add_argument("--count", type=int, default=10)
+    v.add_argument("--seconds", type=float, default=10.0)
+    v.add_argument("--interval", type=float, default=10.0, help="seconds between realtime frames (default 10)")
+    v.add_argument("--public-share", type=float, default=0.6, help="share of public-service vehicles (default 0.6)")
+    v.add_argument("--registry-out", help="write the simulated fleet's registry CSV here")
+    v.add_argument("--protocol", choices=("2016", "2025"), default="2016")
+    v.add_argument("--seed", type=int, default=1)
+    v.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    v.set_defaults(func=cmd_simulate_vehicles)
+
+    s = sub.add_parser("registry", help="the vehicle registry")
+    regsub = s.add_subparsers(dest="what", required=True)
+    r = regsub.add_parser("import", help="import (upsert) vehicles from CSV: vin,sector,region_code,owner[,model,plate]")
+    r.add_argument("--config", required=True)
+    r.add_argument("csv")
+    r.set_defaults(func=cmd_registry_import)
+
+    s = sub.add_parser("decode", help="frames -> JSON lines, one object per frame (refusals on stderr)")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--hex", help="frames as a hex string")
+    src.add_argument("--file", help="a file of raw frames or hex text; - for standard input")
+    src.add_argument("-", dest="stdin", action="store_true", help="read standard input")
+    s.add_argument("--protocol", choices=("auto", "2016", "2025"), default="auto")
+    s.add_argument("--raw", action="store_true", help="include each frame as hex")
+    s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("encode", help="JSON lines on stdin -> frames as hex lines")
+    s.set_defaults(func=cmd_encode)
+
+    s = sub.add_parser("stats", help="what the node holds: frames by command, vehicles, outbox backlog, audit")
+    s.add_argument("--config", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("db", help="database maintenance")
+    dbsub = s.add_subparsers(dest="what", required=True)
+    m = dbsub.add_parser("migrate", help="apply schema migrations")
+    m.add_argument("--config", required=True)
+    m.set_defaults(func=cmd_migrate)
+
+    s = sub.add_parser("hash-password", help="make a password hash for accounts[].password_hash")
+    s.add_argument("--password", help="(default: ask)")
+    s.set_defaults(func=cmd_hash_password)
+
+    s = sub.add_parser("bench", help="the project's own benchmarks")
+    s.add_argument("what", choices=("codec", "ingest", "e2e"))
+    s.add_argument("--json", action="store_true", help="print the figures as one JSON line")
+    s.add_argument("--seconds", type=float, default=10.0, help="load duration for ingest/e2e")
+    s.add_argument("--terminals", type=int, default=None, help="simulated terminals for ingest/e2e")
+    s.add_argument("--rate", type=float, default=None, help="target frames per second for ingest/e2e")
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "stdin", False):
+        args.file = "-"
+    try:
+        return args.func(args)
+    except (ConfigError, UsageError) as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 1
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, the traceback in debug logs
+        from .registry import RegistryError
+
+        if isinstance(exc, RegistryError):
+            print(f"relay: {exc}", file=sys.stderr)
+            return 2
+        print(f"relay: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

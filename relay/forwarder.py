@@ -1,0 +1,236 @@
+"""The forwarder of one upstream: the outbox, in order, to a logged-in link.
+
+Cursor rules (ARCHITECTURE.md, issue 4):
+
+* ``position``: the last outbox row written to the current logged-in link;
+* ``durable``: the last row the upstream has acknowledged — everything written before a
+  heartbeat whose answer came back (the receiving node answers heartbeats only after
+  committing what preceded them). Only ``durable`` is saved in ``outbox_cursors``, and
+  outbox rows up to it are deleted.
+
+When the link drops, ``position`` falls back to ``durable`` and the unacknowledged rows
+are sent again after the next login: nothing is lost, and what arrives twice is dropped
+by the receiver's deduplication (VIN + command class + collection time + data unit).
+
+A row older than ``realtime_window`` when it is written goes out as reissue (0x03). The
+forwarder is a push producer on the link's transport: a slow upstream pauses it, and it
+holds at most one batch of rows in memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import structlog
+from twisted.internet.task import LoopingCall
+from zope.interface import implementer
+from twisted.internet.interfaces import IPushProducer
+
+from codec import Command
+from codec.forwarding import retag
+
+log = structlog.get_logger("relay.forwarder")
+
+
+@dataclass(slots=True)
+class OutboxRow:
+    id: int
+    command: int
+    received_at: datetime
+    frame: bytes
+
+
+def load_cursor(conn, upstream: str) -> int:
+    with conn.transaction():
+        conn.execute("INSERT INTO outbox_cursors (upstream) VALUES (%s) ON CONFLICT DO NOTHING", (upstream,))
+        return conn.execute("SELECT last_id FROM outbox_cursors WHERE upstream = %s", (upstream,)).fetchone()[0]
+
+
+def save_and_fetch(conn, upstream: str, durable: int, delivered: int, after: int, limit: int) -> list[OutboxRow]:
+    """Save the acknowledged cursor, drop delivered rows, fetch the next rows (one hop)."""
+    with conn.transaction():
+        conn.execute("UPDATE outbox_cursors SET last_id = greatest(last_id, %s), delivered = delivered + %s, "
+                     "updated_at = now() WHERE upstream = %s", (durable, delivered, upstream))
+        conn.execute("DELETE FROM outbox WHERE upstream = %s AND id <= %s", (upstream, durable))
+        if limit <= 0:
+            return []
+        rows = conn.execute("SELECT id, command, received_at, frame FROM outbox WHERE upstream = %s AND id > %s "
+                            "ORDER BY id LIMIT %s", (upstream, after, limit)).fetchall()
+    return [OutboxRow(*r) for r in rows]
+
+
+@implementer(IPushProducer)
+class Forwarder:
+    def __init__(self, reactor, pool, link, *, batch_rows: int = 500, realtime_window: float = 30.0,
+                 poll_interval: float = 5.0) -> None:
+        self.reactor = reactor
+        self.pool = pool
+        self.link = link
+        self.name = link.name
+        self.batch_rows = batch_rows
+        self.realtime_window = realtime_window
+        self.poll_interval = poll_interval
+        self.position = 0
+        self.durable = 0
+        self._saved = 0
+        self._acked_since_save = 0
+        self._rows: deque[OutboxRow] = deque()
+        #: ids written to the link and not yet acknowledged
+        self._unacked: deque[int] = deque()
+        self._proto = None
+        self._fetching = False
+        self._more = False
+        self._paused = False
+        self._syncing = False
+        self._sync_again = False
+        self._poll: LoopingCall | None = None
+        self.running = False
+        #: counters
+        self.sent = 0
+        self.sent_reissue = 0
+        self.acked = 0
+        self.resent = 0
+        link.add_listener(self)
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        self.durable = self.position = self._saved = await self.pool.run(load_cursor, self.name)
+        self.running = True
+        self._poll = LoopingCall(self.wake)
+        self._poll.clock = self.reactor
+        self._poll.start(self.poll_interval, now=False).addErrback(
+            lambda f: log.error("forwarder_poll_failed", upstream=self.name, error=f.getErrorMessage()))
+        log.info("forwarder_started", upstream=self.name, cursor=self.durable)
+
+    async def stop(self) -> None:
+        self.running = False
+        if self._poll is not None and self._poll.running:
+            self._poll.stop()
+        await self.pool.run(save_and_fetch, self.name, self.durable, self._acked_since_save, self.durable, 0)
+        self._acked_since_save = 0
+
+    # -- link events ------------------------------------------------------------------
+    def link_online(self, proto) -> None:
+        self._proto = proto
+        self._paused = False
+        self._rows.clear()
+        self._rewind()
+        proto.transport.registerProducer(self, True)
+        self.wake()
+
+    def link_offline(self) -> None:
+        self._proto = None
+        self._rows.clear()
+        self._rewind()
+        self._syncing = False
+
+    def _rewind(self) -> None:
+        """Unacknowledged rows will be sent again from the durable cursor."""
+        if self._unacked:
+            self.resent += len(self._unacked)
+            log.info("forwarder_rewind", upstream=self.name, rows=len(self._unacked), cursor=self.durable)
+            self._unacked.clear()
+        self.position = self.durable
+
+    # -- IPushProducer (the link's transport calls these) ------------------------------
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._pump()
+
+    def stopProducing(self) -> None:
+        self._paused = True
+
+    # -- the loop -----------------------------------------------------------------------
+    def on_commit(self, result) -> None:
+        """Writer commit listener: new rows may be waiting for this upstream."""
+        if result.outbox.get(self.name):
+            self.wake()
+
+    def wake(self) -> None:
+        if not self.running or self._proto is None:
+            return
+        if self._fetching:
+            self._more = True
+            return
+        if self._rows or self._paused:
+            return
+        self._fetch()
+
+    def _fetch(self) -> None:
+        self._fetching = True
+        self._more = False
+        durable, delivered = self.durable, self._acked_since_save
+        d = self.pool.run(save_and_fetch, self.name, durable, delivered, self.position, self.batch_rows)
+
+        def fetched(rows: list[OutboxRow]) -> None:
+            self._fetching = False
+            self._saved = durable
+            self._acked_since_save -= delivered
+            if self._proto is None:
+                return
+            if rows and rows[0].id > self.position:
+                self._rows.extend(r for r in rows if r.id > self.position)
+            full = len(rows) >= self.batch_rows
+            self._pump()
+            if (full or self._more) and not self._rows:
+                self.wake()
+
+        def failed(f) -> None:
+            self._fetching = False
+            log.error("forwarder_fetch_failed", upstream=self.name, error=f.getErrorMessage())
+
+        d.addCallbacks(fetched, failed)
+
+    def _pump(self) -> None:
+        proto = self._proto
+        if proto is None:
+            return
+        now = self.reactor.seconds()
+        wrote = False
+        while self._rows and not self._paused and self._proto is proto:
+            row = self._rows.popleft()
+            raw = row.frame
+            if row.command == Command.REALTIME and now - row.received_at.timestamp() > self.realtime_window:
+                raw = retag(raw, Command.REISSUE)
+                self.sent_reissue += 1
+            proto.write_raw(raw)
+            self.position = row.id
+            self._unacked.append(row.id)
+            self.sent += 1
+            wrote = True
+        if wrote:
+            self._request_sync()
+        if not self._rows and not self._paused:
+            self.wake()
+
+    def _request_sync(self) -> None:
+        if self._syncing:
+            self._sync_again = True
+            return
+        self._syncing = True
+        self._sync_again = False
+        upto = self.position
+        proto = self._proto
+
+        def acked(answer) -> None:
+            self._syncing = False
+            if answer is not None and proto is self._proto and upto > self.durable:
+                n = 0
+                while self._unacked and self._unacked[0] <= upto:
+                    self._unacked.popleft()
+                    n += 1
+                self.acked += n
+                self._acked_since_save += n
+                self.durable = upto
+            if self._sync_again and self._proto is not None:
+                self._request_sync()
+
+        def lost(f) -> None:
+            self._syncing = False
+
+        self.link.sync().addCallbacks(acked, lost)

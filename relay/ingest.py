@@ -1,0 +1,93 @@
+"""What a listener hands to storage, and the interface it hands it through.
+
+A protocol turns each accepted frame into a :class:`Received` and calls
+``ingest.accept(received)``; the returned Deferred fires once the frame is committed
+(or fails with :class:`Refused` when storage refuses that one item). Answers that
+acknowledge data wait for it (house rule 3).
+
+``InMemoryIngest`` implements the same interface for protocol tests; it passes the same
+contract tests as the PostgreSQL-backed :class:`relay.store.writer.BatchWriter`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Protocol
+
+from twisted.internet.defer import Deferred, succeed
+
+from codec import Frame
+
+
+class Refused(Exception):
+    """Storage refused this item (it is logged with the reason)."""
+
+
+@dataclass(slots=True)
+class Received:
+    frame: Frame
+    #: who sent it: "tcp:1.2.3.4:5555" for a terminal, "platform:<account>" for a platform
+    peer: str
+    received_at: datetime
+    #: "terminal" or "platform"
+    source: str = "terminal"
+    #: account of the sending platform, for audit and ownership
+    account: str = ""
+    #: not stored: its Deferred fires once everything accepted before it is committed
+    #: (a platform's heartbeat is answered that way, so its answer acknowledges the data)
+    barrier: bool = False
+
+
+class Ingest(Protocol):
+    def accept(self, item: Received) -> Deferred: ...
+
+    def add_pressure_listener(self, callback: Callable[[bool], None]) -> None:
+        """``callback(True)`` when storage falls behind (stop reading), ``False`` when caught up."""
+
+    def remove_pressure_listener(self, callback: Callable[[bool], None]) -> None: ...
+
+
+@dataclass
+class InMemoryIngest:
+    """Keeps accepted items in a list; ``hold()`` simulates a slow store."""
+
+    items: list = field(default_factory=list)
+    held: list = field(default_factory=list)
+    holding: bool = False
+    listeners: list = field(default_factory=list)
+
+    def accept(self, item: Received) -> Deferred:
+        if item.barrier:
+            if self.held:
+                d0: Deferred = Deferred()
+                self.held[-1][1].addBoth(lambda r: (d0.callback(None), r)[1])
+                return d0
+            return succeed(None)
+        if self.holding:
+            d: Deferred = Deferred()
+            self.held.append((item, d))
+            return d
+        self.items.append(item)
+        return succeed(None)
+
+    def hold(self) -> None:
+        self.holding = True
+        for cb in list(self.listeners):
+            cb(True)
+
+    def release(self) -> None:
+        self.holding = False
+        held, self.held = self.held, []
+        for cb in list(self.listeners):
+            cb(False)
+        for item, d in held:
+            self.items.append(item)
+            d.callback(None)
+
+    def add_pressure_listener(self, callback) -> None:
+        self.listeners.append(callback)
+
+    def remove_pressure_listener(self, callback) -> None:
+        if callback in self.listeners:
+            self.listeners.remove(callback)

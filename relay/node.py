@@ -1,0 +1,219 @@
+"""A node: the service tree of one role, built from a validated config.
+
+Start order: query pool -> registry -> writer -> audit -> upstream links -> forwarders
+-> listeners; stop runs the reverse, each child awaited (listeners close their
+connections, links log out, the writer drains and commits, pools close). The embedded
+PostgreSQL, when there is one, is started before the tree (``prepare``) and stopped
+after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+import structlog
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from codec import Command
+
+from . import registry as registry_mod
+from .accounts import LoginGuard
+from .audit import Audit
+from .config import Config
+from .forwarder import Forwarder
+from .platform_session import PlatformFactory
+from .policy import CHARGING_COMMANDS, Route, vehicle_routes
+from .role import Role
+from .services import FunctionService, ListenerService, SequentialService
+from .session import TerminalFactory
+from .store.embedded import EmbeddedPostgres
+from .store.migrate import migrate
+from .store.pool import QueryPool
+from .store.writer import BatchWriter, Router
+from .upstream import UpstreamLink
+
+log = structlog.get_logger("relay.node")
+
+
+class RegistryRouter(Router):
+    """Routes frames with :mod:`relay.policy` over the in-memory registry; charging messages
+    through the node's facility index when it has one."""
+
+    def __init__(self, registry, public_sectors: frozenset[str], routes: tuple[Route, ...], charging=None) -> None:
+        self.registry = registry
+        self.public_sectors = public_sectors
+        self.routes_cfg = routes
+        self.charging = charging
+
+    def routes(self, frame) -> tuple[list[str], bool]:
+        if frame.command in CHARGING_COMMANDS:
+            if self.charging is None:
+                return [], True
+            return self.charging.routes(frame, self.routes_cfg), True
+        entry = self.registry.get(frame.vin)
+        return vehicle_routes(entry, self.public_sectors, self.routes_cfg), entry is not None
+
+
+@dataclass
+class Prepared:
+    """What ``prepare`` made before the services start (blocking work done in threads)."""
+
+    dsn: str
+    embedded: EmbeddedPostgres | None = None
+    applied: list[int] = field(default_factory=list)
+
+
+def _prepare_blocking(cfg: Config) -> Prepared:
+    embedded = None
+    dsn = cfg.database.dsn
+    if not dsn:
+        embedded = EmbeddedPostgres(cfg.resolve(cfg.data_dir) / "pg")
+        dsn = embedded.start()
+    with psycopg.connect(dsn) as conn:
+        applied = migrate(conn)
+    if applied:
+        log.info("schema_migrated", versions=applied)
+    return Prepared(dsn, embedded, applied)
+
+
+def prepare(reactor, cfg: Config) -> Deferred:
+    """Start the embedded PostgreSQL if no DSN is configured, and migrate (in a thread)."""
+    pool = ThreadPool(minthreads=0, maxthreads=1, name="relay-prepare")
+    pool.start()
+    d = deferToThreadPool(reactor, pool, _prepare_blocking, cfg)
+
+    def done(result):
+        pool.stop()
+        return result
+
+    return d.addBoth(done)
+
+
+class Node:
+    def __init__(self, reactor, cfg: Config, role: Role, dsn: str, embedded: EmbeddedPostgres | None = None) -> None:
+        self.reactor = reactor
+        self.cfg = cfg
+        self.role = role
+        self.dsn = dsn
+        self.embedded = embedded
+        self.tree = SequentialService()
+        self.pool = QueryPool(reactor, dsn, cfg.database.pool_size)
+        self.registry = registry_mod.RegistryCache()
+        self.public_sectors = frozenset(cfg.registry.public_sectors)
+        routes = tuple(Route(u.name, u.regions, u.charging, u.charging_private) for u in cfg.upstreams)
+        self.router = RegistryRouter(self.registry, self.public_sectors, routes)
+        db = cfg.database
+        self.writer = BatchWriter(reactor, dsn, self.router, max_rows=db.batch_max_rows,
+                                  interval=db.batch_interval_ms / 1000.0, high_watermark=db.high_watermark,
+                                  low_watermark=db.low_watermark)
+        self.audit = Audit(reactor, self.pool)
+        self.links: dict[str, UpstreamLink] = {}
+        self.forwarders: dict[str, Forwarder] = {}
+        self.listeners: dict[str, ListenerService] = {}
+        self.terminals: TerminalFactory | None = None
+        self.platforms: PlatformFactory | None = None
+        self._registry_refresh: LoopingCall | None = None
+        self._build()
+
+    # -- construction (no I/O) --------------------------------------------------------
+    def _build(self) -> None:
+        cfg, reactor = self.cfg, self.reactor
+        self.tree.add(FunctionService("query-pool", self.pool.start, self.pool.stop))
+        self.tree.add(FunctionService("registry", self._start_registry, self._stop_registry))
+        self.tree.add(FunctionService("writer", self.writer.start, self.writer.stop))
+        self.tree.add(FunctionService("audit", None, self.audit.stop))
+        for up in cfg.upstreams:
+            link = UpstreamLink(reactor, up, up.secret())
+            fwd = Forwarder(reactor, self.pool, link, batch_rows=up.batch_rows, realtime_window=up.realtime_window)
+            self.writer.add_commit_listener(fwd.on_commit)
+            self.links[up.name] = link
+            self.forwarders[up.name] = fwd
+            self.tree.add(FunctionService(f"forwarder:{up.name}", lambda f=fwd: Deferred.fromCoroutine(f.start()),
+                                          lambda f=fwd: Deferred.fromCoroutine(f.stop())))
+            self.tree.add(link)
+        if self.role.terminal_listener:
+            t = cfg.listeners.terminals
+            self.terminals = TerminalFactory(
+                reactor, self.writer, self.registry, max_connections=t.max_connections,
+                max_per_address=t.max_per_address, idle_timeout=t.idle_timeout, max_frame_bytes=t.max_frame_bytes,
+                answer_realtime=t.answer_realtime, stale_session_after=t.stale_session_after,
+                strict=cfg.registry.strict, command_timeout=t.command_timeout)
+            self._listen("terminals", t.endpoint, self.terminals)
+        if self.role.platform_listener:
+            p = cfg.listeners.platforms
+            self.platforms = PlatformFactory(
+                reactor, self.writer, self.registry, self.audit, cfg.accounts, LoginGuard(cfg.lockout),
+                region=cfg.region, public_sectors=self.public_sectors, max_connections=p.max_connections,
+                max_per_address=p.max_per_address, idle_timeout=p.idle_timeout, max_frame_bytes=p.max_frame_bytes,
+                login_timeout=p.login_timeout, answer_data=p.answer_data)
+            self._listen("platforms", p.endpoint, self.platforms)
+
+    def _listen(self, name: str, endpoint: str, factory) -> None:
+        svc = ListenerService(self.reactor, name, endpoint, factory)
+        self.listeners[name] = svc
+        self.tree.add(svc)
+
+    # -- registry -----------------------------------------------------------------------
+    async def _start_registry(self) -> None:
+        await self.refresh_registry()
+        self._registry_refresh = LoopingCall(lambda: Deferred.fromCoroutine(self.refresh_registry()))
+        self._registry_refresh.clock = self.reactor
+        self._registry_refresh.start(30.0, now=False).addErrback(
+            lambda f: log.error("registry_refresh_failed", error=f.getErrorMessage()))
+
+    def _stop_registry(self) -> None:
+        if self._registry_refresh is not None and self._registry_refresh.running:
+            self._registry_refresh.stop()
+
+    async def refresh_registry(self) -> int:
+        entries = await self.pool.run(registry_mod.load)
+        self.registry.replace(entries)
+        return len(entries)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> Deferred:
+        return Deferred.fromCoroutine(self._start())
+
+    async def _start(self) -> None:
+        await self.tree.startService()
+        log.info("node_ready", node=self.cfg.node_id, role=self.role.name,
+                 **{f"{name}_port": svc.port for name, svc in self.listeners.items()})
+
+    def stop(self) -> Deferred:
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self.tree.running:
+            log.info("node_stopping", node=self.cfg.node_id)
+            await self.tree.stopService()
+        if self.embedded is not None:
+            pool = ThreadPool(minthreads=0, maxthreads=1, name="relay-embedded-stop")
+            pool.start()
+            try:
+                await deferToThreadPool(self.reactor, pool, self.embedded.stop)
+            finally:
+                pool.stop()
+        log.info("node_stopped", node=self.cfg.node_id)
+
+    def port(self, listener: str) -> int | None:
+        svc = self.listeners.get(listener)
+        return svc.port if svc else None
+
+
+async def start_node(reactor, cfg: Config, role: Role) -> Node:
+    """Prepare (embedded server, migrations), build and start a node."""
+    prepared = await prepare(reactor, cfg)
+    node = Node(reactor, cfg, role, prepared.dsn, prepared.embedded)
+    try:
+        await node.start()
+    except Exception:
+        await node.stop()
+        raise
+    return node
+
+
+__all__ = ["Node", "start_node", "prepare", "RegistryRouter", "Command"]

@@ -1,0 +1,52 @@
+"""Monthly partitions of the time-series tables, created on first use.
+
+Month boundaries are in +08:00, the standard's zone, so a month's data (as the vehicle
+reported it) sits in one partition.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+from psycopg import sql
+
+CST = timezone(timedelta(hours=8))
+
+#: tables partitioned by collection month
+TABLES = ("frames", "realtime")
+
+
+def month_of(when: datetime) -> tuple[int, int]:
+    local = when.astimezone(CST)
+    return local.year, local.month
+
+
+def bounds(year: int, month: int) -> tuple[datetime, datetime]:
+    start = datetime(year, month, 1, tzinfo=CST)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=CST)
+    return start, end
+
+
+class Partitions:
+    """Remembers which months exist so the writer asks the database once per month."""
+
+    def __init__(self, tables: tuple[str, ...] = TABLES) -> None:
+        self.tables = tables
+        self._known: set[tuple[str, int, int]] = set()
+
+    def ensure(self, conn: psycopg.Connection, months: set[tuple[int, int]]) -> None:
+        for year, month in sorted(months):
+            for table in self.tables:
+                key = (table, year, month)
+                if key in self._known:
+                    continue
+                start, end = bounds(year, month)
+                conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})")
+                             .format(sql.Identifier(f"{table}_{year:04d}{month:02d}"), sql.Identifier(table),
+                                     sql.Literal(start), sql.Literal(end)))
+                self._known.add(key)
+
+    def forget(self) -> None:
+        """After a rolled-back transaction the cache may claim months that do not exist."""
+        self._known.clear()

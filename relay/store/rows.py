@@ -1,0 +1,91 @@
+"""Rows derived from frames, for the archive and the decoded tables (plain tuples).
+
+Column order matches the COPY column lists in ``writer.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from codec import Command, Frame, RealtimeData
+from codec.forwarding import data_unit
+
+DATA_COMMANDS = (Command.REALTIME, Command.REISSUE)
+
+FRAME_COLUMNS = ("id", "collected_at", "received_at", "vin", "command", "response", "protocol", "encryption",
+                 "peer", "kind", "digest", "raw")
+
+REALTIME_COLUMNS = ("vin", "collected_at", "received_at", "frame_id", "reissue", "vehicle_state", "charging_state",
+                    "run_mode", "speed_kmh", "odometer_km", "total_voltage_v", "total_current_a", "soc_pct",
+                    "insulation_kohm", "gear", "position_valid", "longitude", "latitude", "alarm_level",
+                    "alarm_flags", "fault_codes", "max_cell_v", "min_cell_v", "max_temp_c", "min_temp_c",
+                    "abnormal_fields", "invalid_fields")
+
+LATEST_COLUMNS = ("vin", "collected_at", "received_at", "vehicle_state", "charging_state", "speed_kmh", "odometer_km",
+                  "total_voltage_v", "total_current_a", "soc_pct", "position_valid", "longitude", "latitude",
+                  "alarm_level", "alarm_flags")
+
+
+def kind_of(command: int) -> int:
+    """Deduplication class: a reissue of data already received as realtime is the same data."""
+    return Command.REALTIME if command in DATA_COMMANDS else command
+
+
+def frame_row(frame_id: int, frame: Frame, peer: str, received_at: datetime) -> tuple:
+    collected = frame.collected_at or received_at
+    return (frame_id, collected, received_at, frame.vin, frame.command, frame.response, int(frame.edition.value),
+            frame.encryption, peer, kind_of(frame.command), hashlib.md5(data_unit(frame.raw)).digest(), frame.raw)
+
+
+def _marked(block) -> tuple[int, int]:
+    if isinstance(block, dict):
+        return len(block.get("abnormal") or ()), len(block.get("invalid") or ())
+    if isinstance(block, list):
+        a = i = 0
+        for item in block:
+            x, y = _marked(item)
+            a += x
+            i += y
+        return a, i
+    return 0, 0
+
+
+def _extremes(items: dict) -> tuple:
+    ext = items.get("extremes")
+    if isinstance(ext, dict):
+        return ext.get("max_cell_voltage_v"), ext.get("min_cell_voltage_v"), ext.get("max_temp_c"), ext.get("min_temp_c")
+    cells = [v for sub in (items.get("cell_voltages") or []) if isinstance(sub, dict)
+             for v in (sub.get("cells_v") or []) if v is not None]
+    temps = [t for sub in (items.get("probe_temperatures") or []) if isinstance(sub, dict)
+             for t in (sub.get("temps_c") or []) if t is not None]
+    return (max(cells) if cells else None, min(cells) if cells else None,
+            max(temps) if temps else None, min(temps) if temps else None)
+
+
+def realtime_row(frame_id: int, frame: Frame, received_at: datetime) -> tuple:
+    body: RealtimeData = frame.body
+    items = body.items
+    veh = items.get("vehicle") or {}
+    pos = items.get("position") or {}
+    alarm = items.get("alarm") or {}
+    faults = sum(len(alarm.get(k) or ()) for k in ("battery_faults", "motor_faults", "engine_faults", "other_faults"))
+    abnormal = invalid = 0
+    for value in items.values():
+        a, i = _marked(value)
+        abnormal += a
+        invalid += i
+    max_v, min_v, max_t, min_t = _extremes(items)
+    return (frame.vin, body.collected_at, received_at, frame_id, frame.command == Command.REISSUE,
+            veh.get("state"), veh.get("charging_state"), veh.get("mode"), veh.get("speed_kmh"),
+            veh.get("odometer_km"), veh.get("total_voltage_v"), veh.get("total_current_a"), veh.get("soc_pct"),
+            veh.get("insulation_kohm"), veh.get("gear"), pos.get("valid") if pos else None, pos.get("longitude"),
+            pos.get("latitude"), alarm.get("max_level"), alarm.get("flags") if alarm else None,
+            faults if alarm else None, max_v, min_v, max_t, min_t, min(abnormal, 32767), min(invalid, 32767))
+
+
+def latest_row(rt: tuple) -> tuple:
+    """The latest-state row from a realtime row."""
+    (vin, collected, received, _fid, _re, state, charging, _mode, speed, odo, volt, cur, soc, _ins, _gear, pvalid,
+     lon, lat, level, flags, *_rest) = rt
+    return (vin, collected, received, state, charging, speed, odo, volt, cur, soc, pvalid, lon, lat, level, flags)
