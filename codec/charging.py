@@ -65,6 +65,16 @@ class Scaled(c.Adapter):
         return round(obj * self.divisor) if self.divisor != 1 else int(obj)
 
 
+class Degrees(c.Adapter):
+    """A signed coordinate in 1e-6 degree (GCJ-02 as T/CEC 102 gives it)."""
+
+    def _decode(self, obj, context, path):
+        return obj / 1_000_000
+
+    def _encode(self, obj, context, path):
+        return round(obj * 1_000_000)
+
+
 class OptionalTime(c.Adapter):
     """A 6-byte time where all 0xFF means "not yet" (an alarm still open)."""
 
@@ -105,8 +115,8 @@ STATIC = c.Struct(
     "station_name" / Text,
     "region_code" / c.PaddedString(6, "ascii"),
     "address" / Text,
-    "longitude" / c.Int32sb,   # 1e-6 degree, signed
-    "latitude" / c.Int32sb,
+    "longitude" / Degrees(c.Int32sb),
+    "latitude" / Degrees(c.Int32sb),
     "station_type" / c.Int8ub,
     "station_status" / c.Int8ub,
     "service_hours" / Text,

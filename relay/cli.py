@@ -252,6 +252,42 @@ def cmd_simulate_vehicles(args) -> int:
     return 0
 
 
+def cmd_simulate_piles(args) -> int:
+    from twisted.internet import task
+
+    from . import logs
+    from .simulate_piles import DEMO_SECRETS, HttpOperator, LinkOperator, PileFleet, run_operator
+
+    logs.configure(args.log_level, "logfmt")
+    out = {}
+
+    async def main(reactor):
+        fleet = PileFleet.make(args.count, seed=args.seed, operator=args.operator, region_code=args.region)
+        if args.http:
+            from codec.tcec import Secrets
+
+            secrets = DEMO_SECRETS
+            if args.secrets_file:
+                import yaml
+
+                secrets = Secrets(**{k: str(v) for k, v in yaml.safe_load(Path(args.secrets_file).read_text()).items()})
+            client = HttpOperator(reactor, args.http, args.operator, secrets)
+        else:
+            if not (args.connect and args.user and args.password is not None):
+                raise UsageError("give --connect, --user and --password (platform link) or --http URL")
+            host, _, port = args.connect.rpartition(":")
+            client = LinkOperator(reactor, host or "127.0.0.1", int(port), args.user, args.password, args.operator)
+        out.update(await run_operator(reactor, client, fleet, args.seconds, args.interval))
+
+    try:
+        task.react(lambda reactor: _as_deferred(main(reactor)))
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    print(json.dumps(out))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -295,6 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=1)
     v.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     v.set_defaults(func=cmd_simulate_vehicles)
+
+    pl = simsub.add_parser("piles", help="a charging operator: stations, piles, connector status, charging "
+                                         "sessions and alarms, over a platform link (0xC1-0xC5) or HTTP (T/CEC 102.4)")
+    pl.add_argument("--connect", metavar="HOST:PORT", help="platform listener to log in to (platform link)")
+    pl.add_argument("--user", help="platform account")
+    pl.add_argument("--password", help="platform account password")
+    pl.add_argument("--http", metavar="URL", help="push over HTTP instead, e.g. http://host:8081/evcs/v1.0")
+    pl.add_argument("--secrets-file", help="YAML with operator_secret, data_secret, data_iv, sig_secret (HTTP)")
+    pl.add_argument("--operator", default="MA01SIM01", help="9-character operator id")
+    pl.add_argument("--region", default="320102", help="6-digit region code of the stations")
+    pl.add_argument("--count", type=int, default=10, help="piles (4 per station)")
+    pl.add_argument("--seconds", type=float, default=10.0)
+    pl.add_argument("--interval", type=float, default=5.0, help="seconds between state reports")
+    pl.add_argument("--seed", type=int, default=3)
+    pl.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    pl.set_defaults(func=cmd_simulate_piles)
 
     s = sub.add_parser("registry", help="the vehicle registry")
     regsub = s.add_subparsers(dest="what", required=True)

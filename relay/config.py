@@ -203,19 +203,46 @@ class Hazards:
 class Charging:
     """T/CEC 102.4-style HTTP input from charging operators (municipal, provincial)."""
 
+    #: Twisted endpoint string of the HTTP listener; empty = no HTTP input
     endpoint: str = ""
+    #: seconds an access token stays valid
     token_lifetime: float = 7200.0
+    #: largest request body accepted, bytes
+    max_body_bytes: int = 1048576
     operators: tuple["Operator", ...] = ()
 
 
 @dataclass(frozen=True)
 class Operator:
+    """A charging operator allowed to push over HTTP, with the four T/CEC 102.4 secrets:
+    from ``secrets_file`` (YAML with operator_secret, data_secret, data_iv, sig_secret) or,
+    for demos and tests, inline."""
+
     operator_id: str
-    secret_env: str = ""
-    secret: str = ""
+    secrets_file: str = ""
+    operator_secret: str = ""
     data_secret: str = ""
     data_iv: str = ""
     sig_secret: str = ""
+
+    def secrets(self, base: Path | None = None):
+        from codec.tcec import Secrets
+
+        values = {"operator_secret": self.operator_secret, "data_secret": self.data_secret,
+                  "data_iv": self.data_iv, "sig_secret": self.sig_secret}
+        if self.secrets_file:
+            path = Path(self.secrets_file)
+            if base is not None and not path.is_absolute():
+                path = base / path
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            values.update({k: str(v) for k, v in loaded.items() if k in values})
+        missing = [k for k, v in values.items() if not v]
+        if missing:
+            raise ConfigError(f"charging operator {self.operator_id}: missing {', '.join(missing)}")
+        for k in ("data_secret", "data_iv"):
+            if len(values[k].encode("utf-8")) != 16:
+                raise ConfigError(f"charging operator {self.operator_id}: {k} must be 16 bytes")
+        return Secrets(**values)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from . import registry as registry_mod
 from .config import config_from_dict
 from .node import Node
 from .simulate import VehicleSimulator, _sleep, make_fleet
+from .simulate_piles import DEMO_SECRETS, OPERATOR, HttpOperator, PileFleet, run_operator
 from .store.embedded import EmbeddedPostgres
 from .store.migrate import migrate
 from .store.queries import data_frame_count
@@ -68,6 +69,12 @@ def _fill(value, ports: dict):
 
 def _count_data(conn) -> tuple[int, int]:
     return data_frame_count(conn), data_frame_count(conn, private=True)
+
+
+def _pile_messages(conn) -> int:
+    with conn.transaction():
+        return conn.execute("SELECT count(*) FROM frames WHERE command BETWEEN 193 AND 197 "
+                            "AND response = 254").fetchone()[0]
 
 
 def _arrivals(conn) -> list[tuple]:
@@ -120,13 +127,20 @@ class Demo:
             out[tier] = await node.pool.run(_count_data)
         return out
 
-    async def drain(self, expect: dict[str, int], deadline: float) -> dict[str, tuple[int, int]]:
-        """Wait until each tier holds the expected data frames, or the deadline passes."""
+    async def piles(self) -> dict[str, int]:
+        return {tier: await node.pool.run(_pile_messages) for tier, node in self.nodes.items()}
+
+    async def drain(self, expect: dict[str, int], piles: int, deadline: float):
+        """Wait until each tier holds the expected data frames and pile messages, or the
+        deadline passes."""
         end = self.reactor.seconds() + deadline
         while True:
             counts = await self.counts()
-            if all(counts[t][0] >= expect[t] for t in TIERS) or self.reactor.seconds() >= end:
-                return counts
+            pile_counts = await self.piles()
+            done = all(counts[t][0] >= expect[t] for t in TIERS) and \
+                all(pile_counts[t] >= piles for t in ("municipal", "provincial"))
+            if done or self.reactor.seconds() >= end:
+                return counts, pile_counts
             await _sleep(self.reactor, 0.25)
 
 
@@ -139,11 +153,18 @@ async def run_demo(reactor, *, seconds: float, vehicles: int, piles: int, data_d
         await demo.start(rows)
         sim = VehicleSimulator(reactor, "127.0.0.1", demo.nodes["enterprise"].port("terminals"), fleet,
                                interval=interval, edition=Edition(protocol))
-        result = await sim.run(seconds)
+        vehicles_done = Deferred.fromCoroutine(sim.run(seconds))
+        pile_result = {"messages_sent": 0}
+        if piles > 0:
+            operator = HttpOperator(reactor, f"http://127.0.0.1:{demo.nodes['municipal'].port('charging')}/evcs/v1.0",
+                                    OPERATOR, DEMO_SECRETS)
+            pile_result = await run_operator(reactor, operator, PileFleet.make(piles), seconds, max(1.0, interval))
+        result = await vehicles_done
         sent = result["frames_sent"]
         total = sent["public"] + sent["private"]
-        counts = await demo.drain({"enterprise": total, "municipal": sent["public"],
-                                   "provincial": sent["public"]}, deadline=max(30.0, seconds))
+        pile_sent = pile_result["messages_sent"]
+        counts, pile_counts = await demo.drain({"enterprise": total, "municipal": sent["public"],
+                                                "provincial": sent["public"]}, pile_sent, deadline=max(30.0, seconds))
         arrivals = await demo.nodes["provincial"].pool.run(_arrivals)
         lags = sorted(1000.0 * (received.timestamp() - sim.sent_at[(vin, collected)])
                       for vin, collected, received in arrivals if (vin, collected) in sim.sent_at)
@@ -152,13 +173,15 @@ async def run_demo(reactor, *, seconds: float, vehicles: int, piles: int, data_d
             "frames_sent": sent,
             "frames_stored": {t: counts[t][0] for t in TIERS},
             "private_frames_upstream": {"municipal": counts["municipal"][1], "provincial": counts["provincial"][1]},
-            "pile_messages": {"sent": 0, "municipal": 0, "provincial": 0},
+            "pile_messages": {"sent": pile_sent, "municipal": pile_counts["municipal"],
+                              "provincial": pile_counts["provincial"]},
             "lag_ms": {"p50": round(statistics.median(lags), 1) if lags else None,
                        "p99": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))], 1) if lags else None},
         }
         ok = (counts["enterprise"][0] == total and counts["municipal"][0] == sent["public"]
               and counts["provincial"][0] == sent["public"] and counts["municipal"][1] == 0
-              and counts["provincial"][1] == 0)
+              and counts["provincial"][1] == 0 and pile_counts["municipal"] == pile_sent
+              and pile_counts["provincial"] == pile_sent)
         log.info("demo_finished", ok=ok, **{k: v for k, v in summary.items() if k != "lag_ms"})
         return {"summary": summary, "ok": ok}
     finally:

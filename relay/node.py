@@ -10,6 +10,7 @@ after it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 import structlog
@@ -23,6 +24,8 @@ from codec import Command
 from . import registry as registry_mod
 from .accounts import LoginGuard
 from .audit import Audit
+from .charging import FacilityIndex, load_index, store_rows
+from .charging_http import ChargingAPI, site
 from .config import Config
 from .forwarder import Forwarder
 from .platform_session import PlatformFactory
@@ -105,17 +108,19 @@ class Node:
         self.registry = registry_mod.RegistryCache()
         self.public_sectors = frozenset(cfg.registry.public_sectors)
         routes = tuple(Route(u.name, u.regions, u.charging, u.charging_private) for u in cfg.upstreams)
-        self.router = RegistryRouter(self.registry, self.public_sectors, routes)
+        self.facilities = FacilityIndex()
+        self.router = RegistryRouter(self.registry, self.public_sectors, routes, self.facilities)
         db = cfg.database
         self.writer = BatchWriter(reactor, dsn, self.router, max_rows=db.batch_max_rows,
                                   interval=db.batch_interval_ms / 1000.0, high_watermark=db.high_watermark,
-                                  low_watermark=db.low_watermark)
+                                  low_watermark=db.low_watermark, extra=[store_rows])
         self.audit = Audit(reactor, self.pool)
         self.links: dict[str, UpstreamLink] = {}
         self.forwarders: dict[str, Forwarder] = {}
         self.listeners: dict[str, ListenerService] = {}
         self.terminals: TerminalFactory | None = None
         self.platforms: PlatformFactory | None = None
+        self.charging_api: ChargingAPI | None = None
         self._registry_refresh: LoopingCall | None = None
         self._build()
 
@@ -151,6 +156,13 @@ class Node:
                 max_per_address=p.max_per_address, idle_timeout=p.idle_timeout, max_frame_bytes=p.max_frame_bytes,
                 login_timeout=p.login_timeout, answer_data=p.answer_data)
             self._listen("platforms", p.endpoint, self.platforms)
+        if self.role.charging_http and cfg.charging.endpoint:
+            base = Path(cfg.source).parent if cfg.source and Path(cfg.source).exists() else None
+            operators = {op.operator_id: op.secrets(base) for op in cfg.charging.operators}
+            self.charging_api = ChargingAPI(reactor, self.writer, self.audit, operators, self.facilities,
+                                            region=cfg.region, token_lifetime=cfg.charging.token_lifetime,
+                                            max_body=cfg.charging.max_body_bytes)
+            self._listen("charging", cfg.charging.endpoint, site(self.charging_api))
 
     def _listen(self, name: str, endpoint: str, factory) -> None:
         svc = ListenerService(self.reactor, name, endpoint, factory)
@@ -160,6 +172,7 @@ class Node:
     # -- registry -----------------------------------------------------------------------
     async def _start_registry(self) -> None:
         await self.refresh_registry()
+        await self._load_facilities()
         self._registry_refresh = LoopingCall(lambda: Deferred.fromCoroutine(self.refresh_registry()))
         self._registry_refresh.clock = self.reactor
         self._registry_refresh.start(30.0, now=False).addErrback(
@@ -173,6 +186,11 @@ class Node:
         entries = await self.pool.run(registry_mod.load)
         self.registry.replace(entries)
         return len(entries)
+
+    async def _load_facilities(self) -> None:
+        index = await self.pool.run(load_index)
+        self.facilities.stations.update(index.stations)
+        self.facilities.members.update(index.members)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> Deferred:

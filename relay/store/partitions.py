@@ -14,7 +14,7 @@ from psycopg import sql
 CST = timezone(timedelta(hours=8))
 
 #: tables partitioned by collection month
-TABLES = ("frames", "realtime")
+TABLES = ("frames", "realtime", "connector_status", "charging_measurements")
 
 
 def month_of(when: datetime) -> tuple[int, int]:
