@@ -195,6 +195,42 @@ def cmd_hash_password(args) -> int:
     return 0
 
 
+def cmd_hash_token(args) -> int:
+    import secrets
+
+    from .api import hash_token
+
+    token = args.token or secrets.token_urlsafe(32)
+    if not args.token:
+        print(f"token: {token}")
+    print(hash_token(token))
+    return 0
+
+
+def cmd_export(args) -> int:
+    cfg = _config(args)
+    from codec.timefield import parse_iso
+
+    from . import export as export_mod
+
+    try:
+        since, until = parse_iso(args.since), parse_iso(args.until)
+    except ValueError as exc:
+        raise UsageError(f"--from/--to: {exc}") from None
+    try:
+        export_mod.check(args.vin, since, until, args.format)
+    except export_mod.ExportError as exc:
+        raise UsageError(str(exc)) from None
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    try:
+        result = _with_db(cfg, lambda conn: export_mod.export(conn, args.vin, since, until, args.format, out.write))
+    finally:
+        if args.out:
+            out.close()
+    print(json.dumps({"rows": result["rows"], "bytes": result["bytes"]}), file=sys.stderr)
+    return 0
+
+
 # --- demo, simulators, benchmarks ------------------------------------------------------------
 
 def cmd_demo(args) -> int:
@@ -381,6 +417,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("hash-password", help="make a password hash for accounts[].password_hash")
     s.add_argument("--password", help="(default: ask)")
     s.set_defaults(func=cmd_hash_password)
+
+    s = sub.add_parser("hash-token", help="make a token hash for http.tokens[].token_hash")
+    s.add_argument("--token", help="(default: make a new random token and print both)")
+    s.set_defaults(func=cmd_hash_token)
+
+    s = sub.add_parser("export", help="vehicle data of a set of vehicles and a period, CSV or JSON lines, to stdout")
+    s.add_argument("--config", required=True)
+    s.add_argument("--vin", action="append", required=True, help="repeat for several vehicles")
+    s.add_argument("--from", dest="since", required=True, help="ISO 8601 time (+08:00 when no offset)")
+    s.add_argument("--to", dest="until", required=True)
+    s.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    s.add_argument("--out", help="write here instead of standard output")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("bench", help="the project's own benchmarks")
     s.add_argument("what", choices=("codec", "ingest", "e2e"))

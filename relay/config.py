@@ -177,6 +177,9 @@ class Upstream:
 
 @dataclass(frozen=True)
 class Token:
+    """An API client: ``token_hash`` is "sha256$<hex>" of the bearer token
+    (``relay hash-token`` makes one)."""
+
     name: str
     token_hash: str
     role: Literal["read", "operate", "admin"] = "read"
@@ -184,8 +187,11 @@ class Token:
 
 @dataclass(frozen=True)
 class Http:
+    #: Twisted endpoint string of the API, dashboard and /metrics; empty = none
     endpoint: str = ""
     tokens: tuple[Token, ...] = ()
+    #: seconds since the last frame within which a vehicle counts as online
+    online_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -404,6 +410,9 @@ def _check(cfg: Config) -> None:
             raise ConfigError(f"upstreams[{i}]: give password_env or password_file")
         if up.retry.initial_delay <= 0 or up.retry.max_delay < up.retry.initial_delay or up.retry.factor < 1:
             raise ConfigError(f"upstreams[{i}].retry: need 0 < initial_delay <= max_delay and factor >= 1")
+    for i, tok in enumerate(cfg.http.tokens):
+        if not tok.token_hash.startswith("sha256$"):
+            raise ConfigError(f"http.tokens[{i}].token_hash: expected a hash made by `relay hash-token`")
     users = set()
     for i, acc in enumerate(cfg.accounts):
         if acc.username in users:

@@ -23,6 +23,7 @@ from codec import Command
 
 from . import registry as registry_mod
 from .accounts import LoginGuard
+from .alarms import AlarmTracker
 from .audit import Audit
 from .charging import FacilityIndex, load_index, store_rows
 from .charging_http import ChargingAPI, site
@@ -109,11 +110,12 @@ class Node:
         self.public_sectors = frozenset(cfg.registry.public_sectors)
         routes = tuple(Route(u.name, u.regions, u.charging, u.charging_private) for u in cfg.upstreams)
         self.facilities = FacilityIndex()
+        self.alarms = AlarmTracker()
         self.router = RegistryRouter(self.registry, self.public_sectors, routes, self.facilities)
         db = cfg.database
         self.writer = BatchWriter(reactor, dsn, self.router, max_rows=db.batch_max_rows,
                                   interval=db.batch_interval_ms / 1000.0, high_watermark=db.high_watermark,
-                                  low_watermark=db.low_watermark, extra=[store_rows])
+                                  low_watermark=db.low_watermark, extra=[store_rows, self.alarms])
         self.audit = Audit(reactor, self.pool)
         self.links: dict[str, UpstreamLink] = {}
         self.forwarders: dict[str, Forwarder] = {}
@@ -121,6 +123,8 @@ class Node:
         self.terminals: TerminalFactory | None = None
         self.platforms: PlatformFactory | None = None
         self.charging_api: ChargingAPI | None = None
+        self.api = None
+        self.export_threads = ThreadPool(minthreads=0, maxthreads=2, name="relay-export")
         self._registry_refresh: LoopingCall | None = None
         self._build()
 
@@ -156,6 +160,13 @@ class Node:
                 max_per_address=p.max_per_address, idle_timeout=p.idle_timeout, max_frame_bytes=p.max_frame_bytes,
                 login_timeout=p.login_timeout, answer_data=p.answer_data)
             self._listen("platforms", p.endpoint, self.platforms)
+        if cfg.http.endpoint:
+            from .api import Api, site as api_site
+            from .metrics import Metrics
+
+            self.api = Api(reactor, self, cfg.http.tokens, Metrics(self))
+            self.tree.add(FunctionService("export-threads", self.export_threads.start, self.export_threads.stop))
+            self._listen("http", cfg.http.endpoint, api_site(self.api))
         if self.role.charging_http and cfg.charging.endpoint:
             base = Path(cfg.source).parent if cfg.source and Path(cfg.source).exists() else None
             operators = {op.operator_id: op.secrets(base) for op in cfg.charging.operators}
@@ -216,6 +227,14 @@ class Node:
             finally:
                 pool.stop()
         log.info("node_stopped", node=self.cfg.node_id)
+
+    def free_bytes(self) -> int | None:
+        """Free room on the embedded database's disk (None for a remote server)."""
+        if self.embedded is None:
+            return None
+        import shutil
+
+        return shutil.disk_usage(self.embedded.directory).free
 
     def port(self, listener: str) -> int | None:
         svc = self.listeners.get(listener)

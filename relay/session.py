@@ -139,15 +139,18 @@ class TerminalSession(FrameProtocol):
         self.vin = vin
         self.factory.online[vin] = self
         self.log = self.log.bind(vin=vin)
+        # logged in at once: frames pipelined behind the login are stored after it (the
+        # writer keeps order); only the answer waits for the commit
+        self.state = State.ONLINE
 
         def stored(_):
-            self.state = State.ONLINE
             self.send(codec.answer(frame, Response.SUCCESS, self.now()))
             self.log.info("vehicle_login_accepted", serial=getattr(frame.body, "serial", None))
 
         def failed(f: Failure):
             if self.factory.online.get(vin) is self:
                 del self.factory.online[vin]
+            self.state = State.NEW
             self.log.error("vehicle_login_not_stored", error=f.getErrorMessage())
             self.send(codec.answer(frame, Response.ERROR, self.now()))
 

@@ -48,6 +48,14 @@ _REALTIME_TYPES = ["text", "timestamptz", "timestamptz", "int8", "bool", "text",
                    "float4", "float4", "int2", "int2", "int2", "int2"]
 _OUTBOX_TYPES = ["text", "text", "int2", "timestamptz", "timestamptz", "bytea"]
 
+# the newest state per vehicle; moving_at remembers the last time it was seen moving
+_LATEST_UPSERT = (
+    f"INSERT INTO latest ({', '.join(LATEST_COLUMNS)}, moving_at) "
+    f"VALUES ({', '.join(['%s'] * len(LATEST_COLUMNS))}, %s) "
+    f"ON CONFLICT (vin) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in LATEST_COLUMNS[1:])}, "
+    "moving_at = CASE WHEN EXCLUDED.speed_kmh > 0 THEN EXCLUDED.collected_at ELSE latest.moving_at END "
+    "WHERE latest.collected_at <= EXCLUDED.collected_at")
+
 
 @dataclass
 class BatchResult:
@@ -87,7 +95,16 @@ class _Worker:
             self.partitions.forget()
         return self.conn
 
+    def _forget(self) -> None:
+        """A rolled-back transaction: caches may claim what the database does not hold."""
+        self.partitions.forget()
+        for hook in self.extra:
+            reset = getattr(hook, "reset", None)
+            if reset is not None:
+                reset()
+
     def close(self) -> None:
+        self._forget()
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -102,7 +119,7 @@ class _Worker:
             raise
         except psycopg.Error:
             conn.rollback()
-            self.partitions.forget()
+            self._forget()
             if len(batch) == 1:
                 raise
             result = self._isolate(batch)
@@ -120,7 +137,7 @@ class _Worker:
                 raise
             except psycopg.Error as exc:
                 self.conn.rollback()
-                self.partitions.forget()
+                self._forget()
                 total.refused[i] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
                 continue
             total.stored += part.stored
@@ -161,7 +178,7 @@ class _Worker:
                     realtime.append(row)
                     prev = latest.get(frame.vin)
                     if prev is None or prev[1] <= row[1]:
-                        latest[frame.vin] = latest_row(row)
+                        latest[frame.vin] = latest_row(row) + (row[1],)
                 elif frame.command in (Command.VEHICLE_LOGIN, Command.VEHICLE_LOGOUT) and not frame.is_answer \
                         and frame.body is not None and hasattr(frame.body, "serial"):
                     body = frame.body
@@ -186,11 +203,7 @@ class _Worker:
                     for row in realtime:
                         cp.write_row(row)
             if latest:
-                sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in LATEST_COLUMNS[1:])
-                cur.executemany(
-                    f"INSERT INTO latest ({', '.join(LATEST_COLUMNS)}) VALUES ({', '.join(['%s'] * len(LATEST_COLUMNS))}) "
-                    f"ON CONFLICT (vin) DO UPDATE SET {sets} WHERE latest.collected_at <= EXCLUDED.collected_at",
-                    list(latest.values()))
+                cur.executemany(_LATEST_UPSERT, list(latest.values()))
             if logins:
                 cur.executemany("INSERT INTO logins (vin, event, serial, iccid, codes, collected_at, received_at, peer) "
                                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", logins)

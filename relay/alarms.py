@@ -1,0 +1,117 @@
+"""Three-level fault alarms: the realtime alarm block becomes alarm episodes.
+
+The writer calls :class:`AlarmTracker` for every newly stored data frame, in the writer's
+transaction. Per vehicle, in collection-time order: a frame whose alarm block shows a
+level, a general flag or a fault code opens an episode (or extends the open one: highest
+level, union of flags and codes, last seen); the first clear frame closes it. Frames
+older than what the vehicle already reported (a late reissue) do not move an episode.
+A level-3 alarm (stop / call for help; 2025 also 4, thermal event) is logged at once.
+
+Operators acknowledge and mark episodes handled through the API (who and when).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+
+from codec import Command, RealtimeData
+
+log = structlog.get_logger("relay.alarms")
+
+FAULT_LISTS = ("battery_faults", "motor_faults", "engine_faults", "other_faults")
+
+
+@dataclass
+class _Open:
+    id: int
+    max_level: int
+    flags: list[str]
+    codes: list[int]
+    last_seen: datetime
+    frames: int = 0
+    dirty: bool = False
+    closed_at: datetime | None = None
+
+
+@dataclass
+class AlarmTracker:
+    """Writer hook (runs on the writer thread; keeps open episodes in memory)."""
+
+    _open: dict = field(default_factory=dict)  # vin -> _Open | None (None = known to have none open)
+    opened: int = 0
+    closed: int = 0
+
+    def reset(self) -> None:
+        """After a rolled-back transaction the cache may disagree with the database."""
+        self._open.clear()
+
+    def __call__(self, cur, inserted: list) -> None:
+        readings = []
+        for _fid, item in inserted:
+            frame = item.frame
+            if frame.command not in (Command.REALTIME, Command.REISSUE) or frame.is_answer:
+                continue
+            body = frame.body
+            if not isinstance(body, RealtimeData):
+                continue
+            alarm = body.items.get("alarm")
+            if isinstance(alarm, dict):
+                readings.append((frame.vin, body.collected_at, alarm))
+        if not readings:
+            return
+        readings.sort(key=lambda r: (r[0], r[1]))
+        unknown = sorted({vin for vin, _, _ in readings if vin not in self._open})
+        if unknown:
+            for vid, vin, level, flags, codes, last in cur.execute(
+                    "SELECT id, vin, max_level, flags, fault_codes, last_seen FROM alarms "
+                    "WHERE closed_at IS NULL AND vin = ANY(%s) ORDER BY opened_at", (unknown,)):
+                self._open[vin] = _Open(vid, level, list(flags), list(codes), last)
+            for vin in unknown:
+                self._open.setdefault(vin, None)
+        touched: dict[str, _Open] = {}
+        for vin, at, alarm in readings:
+            level = alarm.get("max_level") or 0
+            flags = alarm.get("flags") or []
+            codes = [c for key in FAULT_LISTS for c in (alarm.get(key) or [])]
+            active = level > 0 or bool(flags) or bool(codes)
+            episode = self._open.get(vin)
+            if episode is not None and at < episode.last_seen:
+                continue  # late data: the episode has moved on
+            if active:
+                if episode is None:
+                    vid = cur.execute(
+                        "INSERT INTO alarms (vin, opened_at, last_seen, max_level, flags, fault_codes) "
+                        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id", (vin, at, at, level, flags, codes)).fetchone()[0]
+                    self._open[vin] = _Open(vid, level, list(flags), codes, at, 1)
+                    self.opened += 1
+                    if level >= 3:
+                        log.warning("alarm_level3", vin=vin, level=level, flags=flags, codes=codes,
+                                    collected_at=at.isoformat())
+                    continue
+                if level >= 3 > episode.max_level:
+                    log.warning("alarm_level3", vin=vin, level=level, flags=flags, codes=codes,
+                                collected_at=at.isoformat())
+                episode.max_level = max(episode.max_level, level)
+                episode.flags += [f for f in flags if f not in episode.flags]
+                episode.codes += [c for c in codes if c not in episode.codes]
+                episode.last_seen = at
+                episode.frames += 1
+                episode.dirty = True
+                touched[vin] = episode
+            elif episode is not None:
+                episode.closed_at = at
+                episode.dirty = True
+                touched[vin] = episode
+                self._open[vin] = None
+                self.closed += 1
+        updates = [(e.max_level, e.flags, e.codes, e.last_seen, e.frames, e.closed_at, e.id)
+                   for e in touched.values() if e.dirty]
+        if updates:
+            cur.executemany("UPDATE alarms SET max_level = %s, flags = %s, fault_codes = %s, last_seen = %s, "
+                            "frames = frames + %s, closed_at = %s WHERE id = %s", updates)
+        for e in touched.values():
+            e.dirty = False
+            e.frames = 0
