@@ -127,3 +127,41 @@ def encrypt(flag: int, data: bytes, keys: Keys | None) -> bytes:
     except Undecryptable as exc:
         raise EncodeError(str(exc)) from None
     raise EncodeError(f"encryption flag 0x{flag:02X} has no algorithm")
+
+
+def signed_bytes(data_unit: bytes, signature_length: int, trailing: int = 0) -> bytes:
+    """The bytes a 2025 realtime signature covers: the data unit from the collection time up
+    to, not including, the 0xFF that starts the signature block (docs/protocol-tables.md 9)."""
+    return bytes(data_unit[:len(data_unit) - trailing - signature_length])
+
+
+def verify_signature(algorithm: int, r: bytes, s: bytes, message: bytes, public_key) -> bool:
+    """Check a 2025 signature block (table 8: 1 SM2, 2 RSA, 3 ECC).
+
+    RSA: ``r`` is the PKCS#1 v1.5 signature over SHA-256 (``s`` empty), as the public
+    samples verify. ECC: ECDSA with SHA-256, r and s as big-endian integers. SM2: r and s
+    with SM3 and the default user id, via ``gmssl`` (``public_key`` as hex). Returns False on
+    any mismatch; never raises for a bad signature."""
+    try:
+        if algorithm == 2:
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.asymmetric import padding
+
+            public_key.verify(bytes(r), message, padding.PKCS1v15(), hashes.SHA256())
+            return True
+        if algorithm == 3:
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.asymmetric import ec
+            from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+            der = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+            public_key.verify(der, message, ec.ECDSA(hashes.SHA256()))
+            return True
+        if algorithm == 1:
+            from gmssl import sm2
+
+            signer = sm2.CryptSM2(private_key="", public_key=public_key)
+            return bool(signer.verify_with_sm3(r.hex().rjust(64, "0") + s.hex().rjust(64, "0"), bytes(message)))
+    except Exception:  # noqa: BLE001 - a bad signature or key is "not verified"
+        return False
+    return False
