@@ -55,6 +55,8 @@ class ListOf(FastConstruct):
             return b"\xff" if value is None else b"\xfe"
         if not isinstance(value, list):
             raise EncodeError(f"{self.name}: expected a list")
+        if self.marked_count and len(value) > 253:
+            raise EncodeError(f"{self.name}: at most 253 items (0xFE/0xFF are the count's markers)")
         try:
             head = self.count.pack(len(value))
         except struct.error:
@@ -76,12 +78,20 @@ class FaultCodes:
 
     @staticmethod
     def encode(codes: list[int], name: str) -> bytes:
-        if len(codes) > 252:
-            raise EncodeError(f"{name}: at most 252 codes")
+        if len(codes) > 253:  # 0xFE/0xFF are the count's markers
+            raise EncodeError(f"{name}: at most 253 codes")
         try:
             return bytes((len(codes),)) + struct.pack(f">{len(codes)}I", *codes)
         except struct.error as exc:
             raise EncodeError(f"{name}: {exc}") from None
+
+
+def _rename_marker(rec: dict, old: str, new: str) -> None:
+    """A marked count is reported under the name of the list it counts (and back)."""
+    for key in ("abnormal", "invalid"):
+        names = rec.get(key)
+        if names and old in names:
+            rec[key] = [new if x == old else x for x in names]
 
 
 def flag_names(bits: int, names: dict[int, str]) -> list[str]:
@@ -135,6 +145,8 @@ class Subsystems(FastConstruct):
             cnt = rec[self.count_field] if self.keep_count else rec.pop(self.count_field)
             if cnt is None:  # a marked count: no values follow
                 rec[self.array_key] = None
+                if not self.keep_count:
+                    _rename_marker(rec, self.count_field, self.array_key)
                 out.append(rec)
                 continue
             ab = rec.get("abnormal")
@@ -164,6 +176,7 @@ class Subsystems(FastConstruct):
                 head[self.count_field] = len(arr)
             elif not self.keep_count:
                 head[self.count_field] = None
+                _rename_marker(head, self.array_key, self.count_field)
             ab = rec.get("abnormal") or ()
             inv = rec.get("invalid") or ()
             parts.append(self.head.encode(head))
@@ -212,6 +225,9 @@ class Composite(FastConstruct):
                 n = rec[count_field] if count_field in self.keep else rec.pop(count_field)
                 if n is None:  # a marked count: no values follow
                     rec[array.name] = None
+                    if count_field not in self.keep:
+                        ab[:] = [array.name if x == count_field else x for x in ab]
+                        inv[:] = [array.name if x == count_field else x for x in inv]
                     continue
                 rec[array.name], off = array.decode(buf, off, n, ab, inv)
         if ab:
@@ -232,6 +248,7 @@ class Composite(FastConstruct):
                 values = rec.get(array.name)
                 if values is None:
                     full[count_field] = None
+                    _rename_marker(full, array.name, count_field)
                 elif isinstance(values, list):
                     full[count_field] = len(values)
                 else:

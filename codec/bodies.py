@@ -15,9 +15,22 @@ from .errors import BadBody, BadTime, EncodeError
 from .timefield import decode_time, encode_time
 
 
-class _TimeAdapter(c.Adapter):
-    """The standard's 6-byte time as a construct (clause 6.4 table 5)."""
+class _TimeField(c.Construct):
+    """The standard's 6-byte time as a construct (clause 6.4 table 5); an impossible time
+    is reported at its own offset in the data unit."""
 
+    def _parse(self, stream, context, path):
+        off = c.stream_tell(stream, path)
+        return _time_at(c.stream_read(stream, 6, path), off)
+
+    def _build(self, obj, stream, context, path):
+        c.stream_write(stream, encode_time(obj), 6, path)
+        return obj
+
+    def _sizeof(self, context, path):
+        return 6
+
+    # kept for OptionalTime in codec.charging
     def _decode(self, obj, context, path):
         return decode_time(obj, 0)
 
@@ -25,7 +38,15 @@ class _TimeAdapter(c.Adapter):
         return encode_time(obj)
 
 
-Time = _TimeAdapter(c.Bytes(6))
+def _time_at(raw: bytes, off: int):
+    try:
+        return decode_time(raw, 0)
+    except BadTime as exc:
+        exc.offset = off
+        raise
+
+
+Time = _TimeField()
 
 
 def _ascii(n) -> c.Construct:

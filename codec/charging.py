@@ -27,7 +27,7 @@ import construct as c
 
 from .bodies import Time, build, parse_exact
 from .commands import Command
-from .errors import BadBody
+from .errors import BadBody, EncodeError
 
 #: connector status (T/CEC 102.2 ConnectorStatusInfo.Status)
 CONNECTOR_STATUS = {0: "offline", 1: "idle", 2: "occupied", 3: "charging", 4: "reserved", 255: "fault"}
@@ -47,7 +47,8 @@ def valid_id(kind: str, value: str) -> bool:
 
 
 class Scaled(c.Adapter):
-    """A scaled unsigned number; the two top raw values mean abnormal/invalid -> ``None``."""
+    """A scaled unsigned number; the top raw value (invalid) is ``None``, the one below it
+    (abnormal) the string ``"abnormal"``, so decode -> encode stays byte-exact."""
 
     def __init__(self, subcon, divisor: int = 1) -> None:
         super().__init__(subcon)
@@ -55,14 +56,21 @@ class Scaled(c.Adapter):
         self.full = (1 << (8 * subcon.sizeof())) - 1
 
     def _decode(self, obj, context, path):
-        if obj >= self.full - 1:
+        if obj == self.full:
             return None
+        if obj == self.full - 1:
+            return "abnormal"
         return obj / self.divisor if self.divisor != 1 else obj
 
     def _encode(self, obj, context, path):
         if obj is None:
             return self.full
-        return round(obj * self.divisor) if self.divisor != 1 else int(obj)
+        if obj == "abnormal":
+            return self.full - 1
+        raw = round(obj * self.divisor) if self.divisor != 1 else int(obj)
+        if not 0 <= raw < self.full - 1:
+            raise EncodeError(f"{raw / self.divisor} is out of range (or collides with the markers)")
+        return raw
 
 
 class Degrees(c.Adapter):

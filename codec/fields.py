@@ -139,6 +139,10 @@ def _compile(name: str, fields: tuple[Field, ...], st: struct.Struct):
             enc.append(f"{ind}{v} = int(rec[{key}]) - {f.raw_offset}" if f.raw_offset else f"{ind}{v} = int(rec[{key}])")
         else:
             enc.append(f"{ind}{v} = round(rec[{key}] * {f.divisor}) - {f.raw_offset}")
+        if f.markers:
+            # a value whose raw count is a marker would silently read back as abnormal/invalid
+            enc.append(f"{ind}if {v} >= {f.abnormal_raw}: raise EncodeError({name!r} + '.' + {key} + "
+                       f"': value collides with the abnormal/invalid markers')")
     dec.append("    if ab: rec['abnormal'] = ab")
     dec.append("    if inv: rec['invalid'] = inv")
     dec.append("    return rec")

@@ -130,14 +130,17 @@ def decode_body(edition: Edition, command: int, response: int, data: bytes) -> A
             return None
         dec = _bodies()[command][0]
         if dec is None:
-            raise BadBody(f"command 0x{command:02X} has no data unit, got {len(data)} bytes", HEADER_SIZE)
+            # heartbeat and time calibration: empty, though some terminals send the time
+            if len(data) == 6:
+                return bodies.decode_time_only(data)
+            raise BadBody(f"command 0x{command:02X} carries no data unit or a time, got {len(data)} bytes", 0)
         return dec(edition, data)
     if not data:
         return None
-    if command == Command.QUERY_PARAMS:
-        return params.decode_list(data, edition)
     if len(data) == 6:
         return bodies.decode_time_only(data)
+    if command == Command.QUERY_PARAMS:
+        return params.decode_list(data, edition)
     dec = _bodies()[command][0]
     if dec is not None:
         try:
@@ -207,14 +210,22 @@ def decode_checked(data: bytes, edition: Edition, command: int, response: int, v
     if command not in valid_commands(edition):
         raise UnknownCommand(f"command 0x{command:02X} not defined in {edition.value}", 2, data)
     unit = data[HEADER_SIZE:-1]
-    if encryption not in _PLAIN and unit:
+    encrypted = encryption not in _PLAIN and bool(unit)
+    if encrypted:
         try:
-            unit = decrypt(encryption, unit, keys)
+            plain = decrypt(encryption, unit, keys)
         except CodecError as exc:
             return Frame(edition, command, response, vin, encryption, bodies.Undecoded(unit, str(exc)), data)
+    else:
+        plain = unit
     try:
-        body = decode_body(edition, command, response, unit)
+        body = decode_body(edition, command, response, plain)
     except FrameError as exc:
+        if encrypted:
+            # a wrong key can decrypt to garbage (RSA implicit rejection, SM2 without a C3
+            # check, AES padding that happens to fit): the frame is valid, its body is not ours
+            return Frame(edition, command, response, vin, encryption,
+                         bodies.Undecoded(unit, f"decrypted data unit does not decode: {exc.reason}"), data)
         exc.offset += HEADER_SIZE
         exc.raw = data
         raise

@@ -15,7 +15,9 @@ Rules, in the order they are applied at a candidate start (``##`` or ``$$``):
 3. a complete frame must have the right BCC (``bad_bcc``; the search resumes one byte on,
    so a frame hidden inside the refused bytes is still found), a known command
    (``unknown_command``) and a data unit of the command's layout (``bad_body``,
-   ``bad_time``); these last refusals consume the whole frame.
+   ``bad_time``); these last refusals consume the whole frame, unless a complete valid
+   frame starts inside it: then the first was cut short and its check code matched by
+   chance (``truncated``), and reading resumes at the inner frame.
 
 Bytes before a start are reported once per stretch as ``garbage``. The buffer never
 holds more than one maximum frame plus one read.
@@ -113,6 +115,14 @@ class FrameReader:
             try:
                 out.append(decode_checked(bytes(buf[pos:end]), *header[:5], keys=self.keys))
             except FrameError as exc:
+                # a cut-short frame whose declared end happens to hold a matching check code
+                # (1 in 256): if a whole valid frame starts inside it, that one is real
+                nxt = self._complete_frame_after(buf, pos, limit=end)
+                if nxt >= 0:
+                    out.append(Truncated(f"frame cut short: the next frame starts after {nxt - pos} bytes",
+                                         self._base + pos, buf[pos:nxt]))
+                    pos = nxt
+                    continue
                 exc.offset += self._base + pos
                 out.append(exc)
             pos = end

@@ -83,7 +83,7 @@ FUEL_CELL = Composite("fuel_cell", [
         num("consumption_kg_per_100km", "H", 100, unit="kg/100km"),
         num("probe_count", "H"),
     ]),
-    (ScaledArray("probe_temps_c", "B", 1, -40), "probe_count"),
+    (ScaledArray("probe_temps_c", "B", 1, -40, markers=False), "probe_count"),  # table 12 lists no markers
     FixedBlock("fuel_cell", [
         num("h2_max_temp_c", "H", 10, -400, unit="C"),
         num("h2_max_temp_probe", "B"),
@@ -161,17 +161,17 @@ POSITION = Position()
 
 #: 0x06 extremes, 14 bytes (table 16)
 EXTREMES = FixedBlock("extremes", [
-    raw("max_voltage_subsystem", "B"),
-    raw("max_voltage_cell", "B"),
+    num("max_voltage_subsystem", "B"),
+    num("max_voltage_cell", "B"),
     num("max_cell_voltage_v", "H", 1000, unit="V"),
-    raw("min_voltage_subsystem", "B"),
-    raw("min_voltage_cell", "B"),
+    num("min_voltage_subsystem", "B"),
+    num("min_voltage_cell", "B"),
     num("min_cell_voltage_v", "H", 1000, unit="V"),
-    raw("max_temp_subsystem", "B"),
-    raw("max_temp_probe", "B"),
+    num("max_temp_subsystem", "B"),
+    num("max_temp_probe", "B"),
     num("max_temp_c", "B", 1, -40, unit="C"),
-    raw("min_temp_subsystem", "B"),
-    raw("min_temp_probe", "B"),
+    num("min_temp_subsystem", "B"),
+    num("min_temp_probe", "B"),
     num("min_temp_c", "B", 1, -40, unit="C"),
 ], clause="GB/T 32960.3-2016 7.2.3.6 table 16")
 
@@ -236,6 +236,10 @@ class Alarm(FastConstruct):
         if self.with_levels:
             n = u8(buf, off, "alarm.flag_levels")
             off += 1
+            if n >= 0xFE:  # a marked count: no pairs follow
+                rec["flag_levels"] = None
+                rec.setdefault("abnormal" if n == 0xFE else "invalid", []).append("flag_levels")
+                return rec, off
             if off + 2 * n > len(buf):
                 raise BadBody("alarm.flag_levels: truncated", off)
             rec["flag_levels"] = [
@@ -259,7 +263,12 @@ class Alarm(FastConstruct):
             else:
                 parts.append(FaultCodes.encode(list(codes), f"alarm.{key}"))
         if self.with_levels:
-            pairs = rec.get("flag_levels") or []
+            pairs = rec.get("flag_levels", [])
+            if pairs is None:
+                parts.append(b"\xfe" if "flag_levels" in (rec.get("abnormal") or ()) else b"\xff")
+                return b"".join(parts)
+            if len(pairs) > 253:
+                raise EncodeError("alarm.flag_levels: at most 253 pairs")
             out = bytearray((len(pairs),))
             for p in pairs:
                 name = p["flag"]
@@ -275,29 +284,34 @@ class Alarm(FastConstruct):
 
 ALARM = Alarm(ALARM_FLAGS)
 
-#: 0x08 rechargeable energy storage voltages (table B.5/B.6 as numbered in 7.2.3.8)
+#: 0x08 rechargeable energy storage voltages (annex tables B.5, B.6): subsystem count 1-250
+#: (FE/FF: no subsystems follow); per subsystem its total cell count (FFFE/FFFF markers), the
+#: first cell of this frame and the cells in this frame (a pack over 200 cells spans frames)
 CELL_VOLTAGES = Subsystems(
     "cell_voltages",
     FixedBlock("cell_voltages", [
         raw("subsystem", "B"),
         num("voltage_v", "H", 10, unit="V"),
         num("current_a", "H", 10, -10000, unit="A"),   # 0-20000 -> -1000..+1000 A (2016)
-        raw("cell_count", "H"),
+        num("cell_count", "H"),
         raw("first_cell", "H"),
         raw("_frame_cells", "B"),
     ]),
     "_frame_cells",
     ScaledArray("cells_v", "H", 1000),
     "cells_v",
+    marked_count=True,
 )
 
-#: 0x09 rechargeable energy storage temperatures
+#: 0x09 rechargeable energy storage temperatures (annex tables B.7, B.8): a probe count of
+#: FFFE/FFFF is followed by no temperatures
 PROBE_TEMPERATURES = Subsystems(
     "probe_temperatures",
-    FixedBlock("probe_temperatures", [raw("subsystem", "B"), raw("_probe_count", "H")]),
+    FixedBlock("probe_temperatures", [raw("subsystem", "B"), num("_probe_count", "H")]),
     "_probe_count",
     ScaledArray("temps_c", "B", 1, -40),
     "temps_c",
+    marked_count=True,
 )
 
 #: information type id -> (JSON key, block), GB/T 32960.3-2016 table 8

@@ -21,6 +21,8 @@ SIZE = 6
 def decode_time(buf: bytes | memoryview, off: int = 0) -> datetime:
     """Decode the 6 bytes at ``off``; raise :class:`BadTime` for an impossible date."""
     y, mo, d, h, mi, s = buf[off : off + 6]
+    if y > 99:
+        raise BadTime(f"year byte {y} is outside 0-99 (2000-2099)", off)
     try:
         return datetime(2000 + y, mo, d, h, mi, s, tzinfo=CST)
     except ValueError as exc:
@@ -33,8 +35,8 @@ def encode_time(when: datetime) -> bytes:
     if when.tzinfo is None:
         raise EncodeError("time must be timezone-aware (the standard's times are +08:00)")
     local = when.astimezone(CST)
-    if not 2000 <= local.year <= 2255:
-        raise EncodeError(f"year {local.year} outside 2000-2255")
+    if not 2000 <= local.year <= 2099:
+        raise EncodeError(f"year {local.year} outside 2000-2099")
     return bytes((local.year - 2000, local.month, local.day, local.hour, local.minute, local.second))
 
 

@@ -141,7 +141,8 @@ FUEL_CELL = [
         "h2_max_pressure_mpa": 6553.5,      # no markers for the pressure: 65535 x 0.1
         "h2_max_pressure_sensor": None, "dcdc_state": None,
         "abnormal": ["voltage_v", "consumption_kg_per_100km", "h2_max_temp_probe", "h2_max_pressure_sensor"],
-        "invalid": ["current_a", "probe_count", "h2_max_temp_c", "h2_max_concentration_ppm",
+        # a marked count is reported under the name of the list it counts
+        "invalid": ["current_a", "probe_temps_c", "h2_max_temp_c", "h2_max_concentration_ppm",
                     "h2_max_concentration_sensor", "dcdc_state"]}}, id="fuel_cell_markers_and_marked_probe_count"),
 ]
 
@@ -363,10 +364,8 @@ def test_2016_build_refuses_2025_only_information_types():
         encode_realtime(ED, RealtimeData(T0, {"super_capacitors": {}}))
 
 
-# --- where the codec departs from docs/protocol-tables.md --------------------------------------
+# --- regressions: the codec once departed from docs/protocol-tables.md here ---------------------
 
-@pytest.mark.xfail(strict=True, reason="2016 extremes: subsystem/cell/probe numbers (1-250) carry FE/FF "
-                                       "markers per §3.7 but are declared raw()")
 def test_2016_extremes_marked_subsystem_and_cell_numbers_read_as_markers():
     items = decode_realtime(ED, T0_BYTES + h("06 fe ff 0fdf 01 14 0fdc 01 01 3a 01 0a 38")).items
     ext = items["extremes"]
@@ -374,8 +373,6 @@ def test_2016_extremes_marked_subsystem_and_cell_numbers_read_as_markers():
     assert "max_voltage_subsystem" in ext["abnormal"] and "max_voltage_cell" in ext["invalid"]
 
 
-@pytest.mark.xfail(strict=True, reason="2016 0x08 total cell count (1-65531) carries FFFE/FFFF markers per "
-                                       "§3.9 but is declared raw()")
 def test_2016_marked_total_cell_count_reads_as_invalid():
     items = decode_realtime(ED, T0_BYTES + h("08 01 01 1e81 2743 ffff 0001 01 0fa0")).items
     pack = items["cell_voltages"][0]
@@ -383,16 +380,12 @@ def test_2016_marked_total_cell_count_reads_as_invalid():
     assert pack["cells_v"] == [4.0]
 
 
-@pytest.mark.xfail(strict=True, reason="2016 0x09 probe count (1-65531) carries FFFE/FFFF markers per §3.11; "
-                                       "the codec reads 65535 temperatures and fails with bad_body")
 def test_2016_marked_probe_count_is_followed_by_no_temperatures():
     items = decode_realtime(ED, T0_BYTES + h("09 01 01 ffff") + h("04 01 0bb8 01f4")).items
     assert items["probe_temperatures"][0]["temps_c"] is None
     assert items["engine"]["crankshaft_rpm"] == 3000
 
 
-@pytest.mark.xfail(strict=True, reason="2016 0x08/0x09 subsystem counts (1-250) carry FE/FF markers per "
-                                       "§3.9/§3.11; the codec reads 255 subsystems and fails with bad_body")
 @pytest.mark.parametrize("type_id, key", [(0x08, "cell_voltages"), (0x09, "probe_temperatures")])
 def test_2016_marked_subsystem_count_reads_as_no_list(type_id, key):
     items = decode_realtime(ED, T0_BYTES + bytes((type_id, 0xFF)) + h("04 01 0bb8 01f4")).items
@@ -400,16 +393,12 @@ def test_2016_marked_subsystem_count_reads_as_no_list(type_id, key):
     assert items["engine"]["crankshaft_rpm"] == 3000
 
 
-@pytest.mark.xfail(strict=True, reason="2016 fuel-cell probe temperatures list no markers (§3.4 '—'); "
-                                       "the codec turns raw 0xFF into None instead of 255 - 40 = 215 C")
 def test_2016_fuel_cell_probe_temperature_0xff_is_a_value_not_a_marker():
     block = h("03 0fa0 01f4 0064 0001 ff 0190 01 2710 02 03e8 03 01")
     fuel = decode_realtime(ED, T0_BYTES + block).items["fuel_cell"]
     assert fuel["probe_temps_c"] == [215]
 
 
-@pytest.mark.xfail(strict=True, reason="the encoder accepts a value whose raw count is the abnormal marker "
-                                       "(6553.4 km/h -> 0xFFFE) and silently turns it into 'abnormal'")
 def test_2016_build_refuses_a_speed_that_would_encode_as_the_abnormal_marker():
     vehicle = dict(VEHICLE[0].values[2]["vehicle"], speed_kmh=6553.4)
     with pytest.raises(EncodeError):

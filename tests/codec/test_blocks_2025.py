@@ -434,20 +434,22 @@ def test_2025_alarm_with_253_fault_codes_parses():
     assert alarm["battery_faults"] == list(range(253))
 
 
-# --- where the codec departs from docs/protocol-tables.md --------------------------------------
+# --- regressions: the codec once departed from docs/protocol-tables.md here ---------------------
 
-@pytest.mark.xfail(strict=True, reason="2025 alarm: the 253-code list it decodes cannot be re-encoded "
-                                       "(FaultCodes.encode caps every edition at 252)")
 def test_2025_alarm_with_253_fault_codes_builds_back_to_the_same_bytes():
     block = h("01 00000000 fd" + "".join(f"{i:08x}" for i in range(253)) + "00 00 00 00")
     unit = T0_BYTES + h("06") + block
     assert encode_realtime(ED, decode_realtime(ED, unit)) == unit
 
 
-@pytest.mark.xfail(strict=True, reason="2025 alarm: N5 count 0xFE/0xFF is a marker (§3.8, no pairs follow); "
-                                       "the codec reads 255 pairs and fails with bad_body")
 def test_2025_alarm_marked_level_pair_count_is_followed_by_no_pairs():
     unit = T0_BYTES + h("06 00 00000000 00 00 00 00 ff") + h("04 0bb8")
     data = decode_realtime(ED, unit)
     assert data.items["alarm"]["flag_levels"] is None
     assert data.items["engine"] == {"crankshaft_rpm": 3000}
+
+
+def test_2025_build_refuses_254_motors_whose_count_would_be_the_abnormal_marker():
+    motor = {"seq": 1, "state": "off", "controller_temp_c": 0, "speed_rpm": 0, "torque_nm": 0.0, "temp_c": 0}
+    with pytest.raises(EncodeError):
+        encode_realtime(ED, RealtimeData(T0, {"motors": [motor] * 254}))

@@ -418,3 +418,44 @@ def test_decoded_sample_frame_equals_the_frame_built_in_code():
     built = Frame(Edition.V2016, 0x04, Response.COMMAND, VIN, Encryption.NONE, Logout(T0, 2050))
     assert encode_frame(built) == vector("logout2016")
     assert decode_frame(vector("logout2016")) == replace(built, raw=vector("logout2016"))
+
+
+# --- the JSON form promised by interfaces.md ------------------------------------------------
+
+VEHICLE_KEYS = {"state", "charging_state", "mode", "speed_kmh", "odometer_km", "total_voltage_v", "total_current_a",
+                "soc_pct", "dcdc_state", "gear", "insulation_kohm"}
+MOTOR_KEYS = {"seq", "state", "controller_temp_c", "speed_rpm", "torque_nm", "temp_c"}
+
+
+@pytest.mark.parametrize("name, protocol", [("data_2016", "2016"), ("data_2025", "2025")])
+def test_realtime_json_carries_the_keys_interfaces_md_requires(name, protocol):
+    """2025 drops the pedals and the motor controller voltage/current (protocol-tables §12)."""
+    body = frame_to_json(decode_frame(vector(name)))["body"]
+    assert body["collected_at"].endswith("+08:00")
+    vehicle_keys = VEHICLE_KEYS | ({"accelerator_pct", "brake"} if protocol == "2016" else set())
+    motor_keys = MOTOR_KEYS | ({"controller_voltage_v", "controller_current_a"} if protocol == "2016" else set())
+    assert vehicle_keys <= set(body["vehicle"])
+    assert all(motor_keys <= set(m) for m in body["motors"])
+    assert {"valid", "longitude", "latitude"} <= set(body["position"])
+    alarm_keys = {"max_level", "flags", "battery_faults", "motor_faults", "engine_faults", "other_faults"}
+    assert alarm_keys <= set(body["alarm"])
+    cell_keys = {"subsystem", "voltage_v", "current_a", "cell_count", "cells_v"} | (
+        {"first_cell"} if protocol == "2016" else set())
+    assert all(cell_keys <= set(p) for p in body["cell_voltages"])
+    assert all({"subsystem", "temps_c"} <= set(p) for p in body["probe_temperatures"])
+    assert all(set(c) == {"type", "hex"} for c in body["custom"])
+    if protocol == "2016":
+        assert {"max_cell_voltage_v", "min_cell_voltage_v", "max_temp_c", "min_temp_c", "max_voltage_subsystem",
+                "max_voltage_cell", "min_voltage_subsystem", "min_voltage_cell", "max_temp_subsystem",
+                "max_temp_probe", "min_temp_subsystem", "min_temp_probe"} <= set(body["extremes"])
+        assert "signature" not in body
+    else:
+        assert "extremes" not in body
+        assert body["signature"]["algorithm"] == "rsa" and len(body["signature"]["r"]) == 512
+        assert body["signature"]["s"] == ""
+
+
+def test_marked_fields_are_null_and_named_in_the_json():
+    vehicle = frame_to_json(decode_frame(vector("data2025 with only whole_vehicle_data")))["body"]["vehicle"]
+    assert vehicle["speed_kmh"] is None and "speed_kmh" in vehicle["invalid"]
+    assert json.loads(json.dumps(vehicle)) == vehicle
