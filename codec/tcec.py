@@ -168,10 +168,14 @@ def _ident(obj: dict, key: str, kind: str) -> str:
 
 
 def _text(obj: dict, key: str, limit: int = 255) -> str:
+    """At most ``limit`` characters and 255 UTF-8 bytes (the wire field's length byte)."""
     value = obj.get(key) or ""
     if not isinstance(value, str):
         raise ExchangeError(RET_BUSINESS, f"{key} must be a string")
-    return value[:limit]
+    value = value[:limit]
+    while len(value.encode("utf-8")) > 255:
+        value = value[:-1]
+    return value
 
 
 def station_message(data: dict, when: datetime) -> ChargingMessage:
@@ -278,7 +282,7 @@ def alarm_messages(data: dict, when: datetime) -> list[ChargingMessage]:
             "target_id": target, "code": str(info.get("AlarmCode", ""))[:32],
             "level": int(_num(info, "AlarmLevel", 3, 1, 3)), "state": 1 if raised else 2,
             "started_at": at, "ended_at": None if raised else at,
-            "description": _text(info, "NoteString", 255)[:80],
+            "description": _text(info, "NoteString", 255),
         }))
     return out
 

@@ -24,11 +24,24 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
     return f"scrypt${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
 
 
+def valid_hash(stored: str) -> bool:
+    """A complete scrypt hash: scheme, cost parameters, a salt and a 32-byte digest."""
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        return False
+    _, n, r, p, salt, digest = parts
+    try:
+        return (int(n) >= 2 ** 10 and int(r) >= 1 and int(p) >= 1 and len(bytes.fromhex(salt)) >= 8
+                and len(bytes.fromhex(digest)) >= 32)
+    except ValueError:
+        return False
+
+
 def verify_password(password: str, stored: str) -> bool:
+    if not valid_hash(stored):
+        return False
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
         derived = Scrypt(salt=bytes.fromhex(salt), length=len(digest) // 2, n=int(n), r=int(r),
                          p=int(p)).derive(password.encode("utf-8"))
     except (ValueError, TypeError):
@@ -43,6 +56,8 @@ def address_allowed(address: str, allowed: tuple[str, ...]) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if ip.version == 6 and ip.ipv4_mapped is not None:  # an IPv4 peer on a dual-stack listener
+        ip = ip.ipv4_mapped
     for entry in allowed:
         try:
             if ip in ipaddress.ip_network(entry, strict=False):

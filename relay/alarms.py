@@ -26,7 +26,9 @@ FAULT_LISTS = ("battery_faults", "motor_faults", "engine_faults", "other_faults"
 
 @dataclass
 class _Open:
-    id: int
+    """An open episode, or (``id`` None) a vehicle whose last episode is closed."""
+
+    id: int | None
     max_level: int
     flags: list[str]
     codes: list[int]
@@ -65,27 +67,33 @@ class AlarmTracker:
         readings.sort(key=lambda r: (r[0], r[1]))
         unknown = sorted({vin for vin, _, _ in readings if vin not in self._open})
         if unknown:
-            for vid, vin, level, flags, codes, last in cur.execute(
-                    "SELECT id, vin, max_level, flags, fault_codes, last_seen FROM alarms "
-                    "WHERE closed_at IS NULL AND vin = ANY(%s) ORDER BY opened_at", (unknown,)):
-                self._open[vin] = _Open(vid, level, list(flags), list(codes), last)
+            # the open episode of each vehicle, else when its last episode closed
+            for vid, vin, level, flags, codes, last, closed in cur.execute(
+                    "SELECT DISTINCT ON (vin) id, vin, max_level, flags, fault_codes, last_seen, closed_at "
+                    "FROM alarms WHERE vin = ANY(%s) ORDER BY vin, (closed_at IS NULL) DESC, opened_at DESC",
+                    (unknown,)):
+                if closed is None:
+                    self._open[vin] = _Open(vid, level, list(flags), list(codes), last)
+                else:
+                    self._open[vin] = _Open(None, 0, [], [], closed)
             for vin in unknown:
                 self._open.setdefault(vin, None)
-        touched: dict[str, _Open] = {}
+        touched: dict[int, _Open] = {}  # by episode: one batch may close one and open the next
         for vin, at, alarm in readings:
             level = alarm.get("max_level") or 0
             flags = alarm.get("flags") or []
             codes = [c for key in FAULT_LISTS for c in (alarm.get(key) or [])]
             active = level > 0 or bool(flags) or bool(codes)
-            episode = self._open.get(vin)
-            if episode is not None and at < episode.last_seen:
-                continue  # late data: the episode has moved on
+            known = self._open.get(vin)
+            if known is not None and at < known.last_seen:
+                continue  # late data (a reissue): the vehicle has reported since
+            episode = known if known is not None and known.id is not None else None
             if active:
                 if episode is None:
                     vid = cur.execute(
                         "INSERT INTO alarms (vin, opened_at, last_seen, max_level, flags, fault_codes) "
                         "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id", (vin, at, at, level, flags, codes)).fetchone()[0]
-                    self._open[vin] = _Open(vid, level, list(flags), codes, at, 1)
+                    self._open[vin] = _Open(vid, level, list(flags), codes, at, 0)
                     self.opened += 1
                     if level >= 3:
                         log.warning("alarm_level3", vin=vin, level=level, flags=flags, codes=codes,
@@ -100,13 +108,17 @@ class AlarmTracker:
                 episode.last_seen = at
                 episode.frames += 1
                 episode.dirty = True
-                touched[vin] = episode
+                touched[episode.id] = episode
             elif episode is not None:
                 episode.closed_at = at
                 episode.dirty = True
-                touched[vin] = episode
-                self._open[vin] = None
+                touched[episode.id] = episode
+                self._open[vin] = _Open(None, 0, [], [], at)
                 self.closed += 1
+            elif known is not None:
+                known.last_seen = at
+            else:
+                self._open[vin] = _Open(None, 0, [], [], at)
         updates = [(e.max_level, e.flags, e.codes, e.last_seen, e.frames, e.closed_at, e.id)
                    for e in touched.values() if e.dirty]
         if updates:

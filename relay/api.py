@@ -285,7 +285,7 @@ class Api(resource.Resource):
         return self.run(monitoring.vehicles, now=self.now(), sector=q.str("sector"), region=q.str("region"),
                         owner=q.str("owner"), online=q.bool("online"), charging=q.bool("charging"),
                         min_alarm_level=q.int("alarm_level"), limit=q.int("limit", 100), offset=q.int("offset", 0),
-                        online_seconds=q.float("online_seconds", 300.0))
+                        online_seconds=q.float("online_seconds", self.node.cfg.http.online_seconds))
 
     def h_vehicle(self, request, q, body, actor, vin):
         return self.run(monitoring.latest_state, vin)

@@ -39,6 +39,12 @@ def _config(args):
 def cmd_run(args) -> int:
     cfg = _config(args)
     role = load_role(cfg.role)
+    from .config import check_secrets
+
+    try:
+        check_secrets(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.source}: {exc}") from None
     from twisted.internet import task
 
     from . import logs

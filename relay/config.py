@@ -206,6 +206,18 @@ class Hazards:
 
 
 @dataclass(frozen=True)
+class Storage:
+    """Storage watch: database size and growth, and a warning when less than six months of
+    growth fit in the free room."""
+
+    #: a directory on the database's disk, for the free room; empty = the embedded
+    #: database's directory (a remote server's disk cannot be seen: no warning then)
+    path: str = ""
+    #: seconds between size samples
+    sample_interval: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Charging:
     """T/CEC 102.4-style HTTP input from charging operators (municipal, provincial)."""
 
@@ -267,6 +279,7 @@ class Config:
     upstreams: tuple[Upstream, ...] = ()
     http: Http = field(default_factory=Http)
     hazards: Hazards = field(default_factory=Hazards)
+    storage: Storage = field(default_factory=Storage)
     charging: Charging = field(default_factory=Charging)
     #: region code of this platform (6 digits; a city keeps only its region's vehicles)
     region: str = ""
@@ -363,7 +376,7 @@ def _dataclass(cls: type, value: Any, path: str, hints_cache: dict) -> Any:
         hints = hints_cache[cls] = typing.get_type_hints(cls, globals())
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     prefix = f"{path}." if path else ""
-    unknown = sorted(set(value) - set(fields))
+    unknown = sorted((str(k) for k in set(value) - set(fields)))
     if unknown:
         raise ConfigError(f"{prefix}{unknown[0]}: unknown key (expected one of {', '.join(sorted(fields))})")
     kwargs = {}
@@ -418,8 +431,22 @@ def _check(cfg: Config) -> None:
         if acc.username in users:
             raise ConfigError(f"accounts[{i}].username: {acc.username!r} is used twice")
         users.add(acc.username)
-        if not acc.password_hash.startswith("scrypt$"):
+        from .accounts import valid_hash
+
+        if not valid_hash(acc.password_hash):
             raise ConfigError(f"accounts[{i}].password_hash: expected a hash made by `relay hash-password`")
+
+
+def check_secrets(cfg: Config) -> None:
+    """Read every secret the node will need, so a missing one is a config error at start."""
+    for up in cfg.upstreams:
+        up.secret()
+    base = Path(cfg.source).parent if cfg.source and Path(cfg.source).exists() else None
+    for op in cfg.charging.operators:
+        try:
+            op.secrets(base)
+        except OSError as exc:
+            raise ConfigError(f"charging operator {op.operator_id}: cannot read secrets_file ({exc})") from None
 
 
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Config:

@@ -103,6 +103,7 @@ class Forwarder:
         self._poll.start(self.poll_interval, now=False).addErrback(
             lambda f: log.error("forwarder_poll_failed", upstream=self.name, error=f.getErrorMessage()))
         log.info("forwarder_started", upstream=self.name, cursor=self.durable)
+        self.wake()  # the link may have logged in before the cursor was loaded
 
     async def stop(self) -> None:
         self.running = False
@@ -116,7 +117,8 @@ class Forwarder:
         self._proto = proto
         self._paused = False
         self._rows.clear()
-        self._rewind()
+        if self.running:  # before start() the cursor is not loaded yet; start() wakes us
+            self._rewind()
         proto.transport.registerProducer(self, True)
         self.wake()
 
@@ -188,7 +190,7 @@ class Forwarder:
 
     def _pump(self) -> None:
         proto = self._proto
-        if proto is None:
+        if proto is None or not self.running:
             return
         now = self.reactor.seconds()
         wrote = False

@@ -56,12 +56,18 @@ class ListenerFactory(protocol.Factory):
         host = getattr(addr, "host", str(addr))
         if len(self.sessions) >= self.max_connections:
             return self._refuse(host, "too_many_connections")
-        if self.per_address.get(host, 0) >= self.max_per_address:
-            return self._refuse(host, "too_many_from_address")
         proto = self.protocol_for(addr)
         proto.factory = self
         proto.address = host
         return proto
+
+    def admit(self, proto: "FrameProtocol") -> bool:
+        """The per-address bound, judged on the connection's real peer (behind a PROXY
+        protocol listener that is known only once the connection is made)."""
+        if self.per_address.get(proto.address, 0) >= self.max_per_address:
+            self._refuse(proto.address, "too_many_from_address")
+            return False
+        return True
 
     def protocol_for(self, addr) -> "FrameProtocol":  # pragma: no cover - abstract
         raise NotImplementedError
@@ -77,6 +83,14 @@ class ListenerFactory(protocol.Factory):
         self.per_address[proto.address] = self.per_address.get(proto.address, 0) + 1
         if self.paused:
             proto.pause()
+
+    def session_moved(self, proto: "FrameProtocol", old: str, new: str) -> None:
+        n = self.per_address.get(old, 0) - 1
+        if n > 0:
+            self.per_address[old] = n
+        else:
+            self.per_address.pop(old, None)
+        self.per_address[new] = self.per_address.get(new, 0) + 1
 
     def session_ended(self, proto: "FrameProtocol") -> None:
         self.sessions.discard(proto)
@@ -109,6 +123,7 @@ class FrameProtocol(protocol.Protocol):
         self.reader: FrameReader | None = None
         self._idle = None
         self._errors = 0
+        self._identified = False
         self._closed: Deferred | None = None
         self.peer = "?"
         self.log = log
@@ -116,8 +131,14 @@ class FrameProtocol(protocol.Protocol):
     # -- connection lifecycle -------------------------------------------------------
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
+        self.address = getattr(peer, "host", self.address)
         self.peer = f"tcp:{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
         self.log = log.bind(listener=self.factory.name, peer=self.peer)
+        if not self.factory.admit(self):
+            self.reader = None
+            self._closed = None
+            self.transport.loseConnection()
+            return
         self.reader = FrameReader(max_length=self.factory.max_frame_bytes)
         self._closed = Deferred()
         self.factory.session_started(self)
@@ -125,6 +146,8 @@ class FrameProtocol(protocol.Protocol):
         self.log.debug("connection_opened")
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        if self.reader is None:  # refused in connectionMade: never counted as a session
+            return
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
@@ -169,7 +192,29 @@ class FrameProtocol(protocol.Protocol):
         self.transport.loseConnection()
 
     # -- bytes in ---------------------------------------------------------------------
+    def _identify(self) -> bool:
+        """Behind a PROXY-protocol listener the real peer is known only once the header has
+        been read, i.e. at the first data: re-judge the per-address bound then."""
+        self._identified = True
+        peer = self.transport.getPeer()
+        host = getattr(peer, "host", self.address)
+        self.peer = f"tcp:{host}:{getattr(peer, 'port', '?')}"
+        if host == self.address:
+            return True
+        self.factory.session_moved(self, self.address, host)
+        self.address = host
+        self.log = log.bind(listener=self.factory.name, peer=self.peer)
+        if self.factory.per_address.get(host, 0) > self.factory.max_per_address:
+            self.factory._refuse(host, "too_many_from_address")
+            self.transport.loseConnection()
+            return False
+        return True
+
     def dataReceived(self, data: bytes) -> None:
+        if self.reader is None:
+            return
+        if not self._identified and not self._identify():
+            return
         for item in self.reader.feed(data):
             if isinstance(item, Frame):
                 self._errors = 0
@@ -199,18 +244,25 @@ class FrameProtocol(protocol.Protocol):
         if err.reason not in ("bad_body", "bad_time", "unknown_command") or len(err.raw) < HEADER.size + 1:
             return
         try:
-            edition, command, response, vin, _, _ = parse_header(err.raw)
+            _, _, response, _, _, _ = parse_header(err.raw)
         except FrameError:
             return
-        if response != codec.Response.COMMAND:
+        if response != codec.Response.COMMAND or self.transport is None or self._closed is None:
             return
-        self.send(Frame(edition, command, codec.Response.ERROR, vin, codec.Encryption.NONE,
-                        codec.TimeOnly(self.now())))
+        from codec.answers import refusal
+
+        self.transport.write(refusal(err.raw, codec.Response.ERROR, self.now()))
 
     # -- bytes out --------------------------------------------------------------------
     def send(self, frame: Frame) -> None:
-        if self.transport is not None and self._closed is not None:
-            self.transport.write(codec.encode_frame(frame))
+        if self.transport is None or self._closed is None:
+            return
+        try:
+            data = codec.encode_frame(frame)
+        except codec.CodecError as exc:
+            self.log.error("answer_not_encodable", command=frame.command, error=str(exc))
+            return
+        self.transport.write(data)
 
     def now(self) -> datetime:
         return utc(self.factory.clock.seconds())

@@ -170,16 +170,16 @@ def alarm_update(conn, alarm_id: int, action: str, who: str, now: datetime, note
 
 def offline(conn, *, now: datetime, public_days: float = 60.0, private_days: float = 90.0, limit: int = 100,
             offset: int = 0) -> dict:
-    """Registered vehicles silent for longer than their class allows (never seen counts from
-    registration)."""
+    """Registered vehicles silent for longer than their class allows (non-private > 60 days,
+    private > 90 days); a vehicle never seen is silent since its registration."""
     limit, offset = _page(limit, offset)
-    q = ("FROM vehicles v LEFT JOIN latest l USING (vin) WHERE coalesce(l.received_at, v.updated_at) < "
+    q = ("FROM vehicles v LEFT JOIN latest l USING (vin) WHERE coalesce(l.received_at, v.registered_at) < "
          "CASE WHEN v.sector = 'private' THEN %s ELSE %s END")
     args = [now - timedelta(days=private_days), now - timedelta(days=public_days)]
     with conn.transaction():
         total = conn.execute(f"SELECT count(*) {q}", args).fetchone()[0]
         cur = conn.execute(f"SELECT v.vin, v.sector, v.region_code, v.owner, l.received_at AS last_seen, "
-                           f"extract(epoch FROM (%s - coalesce(l.received_at, v.updated_at))) / 86400.0 AS days "
+                           f"extract(epoch FROM (%s - coalesce(l.received_at, v.registered_at))) / 86400.0 AS days "
                            f"{q} ORDER BY days DESC, v.vin LIMIT %s OFFSET %s", [now, *args, limit, offset])
         items = _rows(cur)
     for it in items:
@@ -314,7 +314,9 @@ def archive(conn, vin: str, *, now: datetime, public_days: float = 60.0, private
     last = latest[0]["received_at"] if latest else None
     limit_days = private_days if private else public_days
     hazards = []
-    if last is None or (now - last).days >= limit_days:
+    # the same rule as offline(): silent (since last seen, or registration) longer than the limit
+    silent_since = last if last is not None else (registry["registered_at"] if registry else None)
+    if silent_since is not None and now - silent_since > timedelta(days=limit_days):
         hazards.append({"kind": "long_offline", "last_seen": last, "limit_days": limit_days})
     if recent >= frequent:
         hazards.append({"kind": "frequent_alarms", "alarms": recent, "window_hours": window_hours})
@@ -343,18 +345,21 @@ def storage(conn, *, now: datetime, free_bytes: int | None, sample: bool = True)
     months_left = None
     warning = False
     if free_bytes is not None and growth:
-        months_left = round(free_bytes / growth / 30.4, 1)
-        warning = months_left < 6
+        months = free_bytes / growth / 30.4
+        warning = months < 6  # compared before rounding for display
+        months_left = round(months, 1)
     return {"database_bytes": size, "free_bytes": free_bytes, "growth_bytes_per_day": growth,
             "months_of_room": months_left, "warning": warning}
 
 
 def charging_overview(conn) -> dict:
-    """Connector availability and faults per station and operator, energy per day."""
+    """Connector availability (idle, in use, faulted, offline) per station and operator,
+    energy per day, connectors with frequent faults."""
     with conn.transaction():
         stations = _rows(conn.execute(
             "SELECT c.operator_id, c.station_id, s.region_code, count(*) AS connectors, "
-            "count(*) FILTER (WHERE c.status IN (1, 2, 3, 4)) AS available, "
+            "count(*) FILTER (WHERE c.status = 1) AS available, "
+            "count(*) FILTER (WHERE c.status IN (2, 3, 4)) AS in_use, "
             "count(*) FILTER (WHERE c.status = 3) AS charging, count(*) FILTER (WHERE c.status = 255) AS faulted, "
             "count(*) FILTER (WHERE c.status = 0 OR c.status IS NULL) AS offline "
             "FROM charging_connectors c LEFT JOIN charging_stations s USING (operator_id, station_id) "

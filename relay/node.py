@@ -1,7 +1,7 @@
 """A node: the service tree of one role, built from a validated config.
 
-Start order: query pool -> registry -> writer -> audit -> upstream links -> forwarders
--> listeners; stop runs the reverse, each child awaited (listeners close their
+Start order: query pool -> registry -> writer -> audit -> upstream link, its forwarder
+(per upstream) -> listeners; stop runs the reverse, each child awaited (listeners close their
 connections, links log out, the writer drains and commits, pools close). The embedded
 PostgreSQL, when there is one, is started before the tree (``prepare``) and stopped
 after it.
@@ -10,6 +10,7 @@ after it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
@@ -135,15 +136,20 @@ class Node:
         self.tree.add(FunctionService("registry", self._start_registry, self._stop_registry))
         self.tree.add(FunctionService("writer", self.writer.start, self.writer.stop))
         self.tree.add(FunctionService("audit", None, self.audit.stop))
+        self._storage_watch = LoopingCall(self._sample_storage_logged)
+        self._storage_watch.clock = reactor
+        self.tree.add(FunctionService("storage-watch", self._start_storage_watch, self._stop_storage_watch))
         for up in cfg.upstreams:
             link = UpstreamLink(reactor, up, up.secret())
             fwd = Forwarder(reactor, self.pool, link, batch_rows=up.batch_rows, realtime_window=up.realtime_window)
             self.writer.add_commit_listener(fwd.on_commit)
             self.links[up.name] = link
             self.forwarders[up.name] = fwd
+            # the link starts before its forwarder and stops after it: the forwarder stops
+            # writing before the link logs out (0x06)
+            self.tree.add(link)
             self.tree.add(FunctionService(f"forwarder:{up.name}", lambda f=fwd: Deferred.fromCoroutine(f.start()),
                                           lambda f=fwd: Deferred.fromCoroutine(f.stop())))
-            self.tree.add(link)
         if self.role.terminal_listener:
             t = cfg.listeners.terminals
             self.terminals = TerminalFactory(
@@ -229,12 +235,40 @@ class Node:
         log.info("node_stopped", node=self.cfg.node_id)
 
     def free_bytes(self) -> int | None:
-        """Free room on the embedded database's disk (None for a remote server)."""
-        if self.embedded is None:
-            return None
+        """Free room on the database's disk: ``storage.path``, else the embedded database's
+        directory; None when neither is known (a remote server)."""
         import shutil
 
-        return shutil.disk_usage(self.embedded.directory).free
+        path = self.cfg.resolve(self.cfg.storage.path) if self.cfg.storage.path else (
+            self.embedded.directory if self.embedded is not None else None)
+        if path is None:
+            return None
+        try:
+            return shutil.disk_usage(path).free
+        except OSError:
+            return None
+
+    def _start_storage_watch(self) -> None:
+        self._storage_watch.start(self.cfg.storage.sample_interval, now=True)
+
+    def _stop_storage_watch(self) -> None:
+        if self._storage_watch.running:
+            self._storage_watch.stop()
+
+    def _sample_storage_logged(self) -> Deferred:
+        """One sample; a failure is logged and the watch goes on."""
+        return Deferred.fromCoroutine(self.sample_storage()).addErrback(
+            lambda f: log.error("storage_watch_failed", error=f.getErrorMessage()))
+
+    async def sample_storage(self) -> dict:
+        from .monitoring import storage
+
+        now = datetime.fromtimestamp(self.reactor.seconds(), timezone.utc)
+        result = await self.pool.run(storage, now=now, free_bytes=self.free_bytes(), sample=True)
+        if result["warning"]:
+            log.warning("storage_room_low", months_of_room=result["months_of_room"],
+                        growth_bytes_per_day=result["growth_bytes_per_day"], free_bytes=result["free_bytes"])
+        return result
 
     def port(self, listener: str) -> int | None:
         svc = self.listeners.get(listener)

@@ -60,6 +60,8 @@ class PlatformSession(FrameProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        if self.reader is None:
+            return
         self._login_timer = self.factory.clock.callLater(self.factory.login_timeout, self._login_timed_out)
 
     def _login_timed_out(self) -> None:
@@ -72,8 +74,8 @@ class PlatformSession(FrameProtocol):
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self._login_timer = None
-        if self.account is not None:
-            self.factory.online.pop(self.account.username, None)
+        if self.account is not None and self.factory.online.get(self.account.username) is self:
+            del self.factory.online[self.account.username]
         self.state = PState.CLOSING
 
     # -- dispatch ---------------------------------------------------------------------
@@ -147,7 +149,8 @@ class PlatformSession(FrameProtocol):
         self.factory.audit.record(self.account.username, "platform_logout", "accepted", peer=self.peer)
         self._after_commit(frame, barrier=True)
         self.state = PState.NEW
-        self.factory.online.pop(self.account.username, None)
+        if self.factory.online.get(self.account.username) is self:
+            del self.factory.online[self.account.username]
 
     def on_heartbeat(self, frame: Frame) -> None:
         self._after_commit(frame, barrier=True)

@@ -62,7 +62,10 @@ def upsert(conn: psycopg.Connection, rows: list[tuple]) -> int:
         conn.cursor().executemany(
             "INSERT INTO vehicles (vin, sector, region_code, owner, model, plate) VALUES (%s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (vin) DO UPDATE SET sector = EXCLUDED.sector, region_code = EXCLUDED.region_code, "
-            "owner = EXCLUDED.owner, model = EXCLUDED.model, plate = EXCLUDED.plate, updated_at = now()", rows)
+            "owner = EXCLUDED.owner, model = EXCLUDED.model, plate = EXCLUDED.plate, updated_at = now() "
+            "WHERE (vehicles.sector, vehicles.region_code, vehicles.owner, vehicles.model, vehicles.plate) "
+            "IS DISTINCT FROM (EXCLUDED.sector, EXCLUDED.region_code, EXCLUDED.owner, EXCLUDED.model, "
+            "EXCLUDED.plate)", rows)
     return len(rows)
 
 

@@ -77,6 +77,8 @@ class TerminalSession(FrameProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        if self.reader is None:
+            return
         self.last_frame_at = self.factory.clock.seconds()
 
     # -- dispatch ---------------------------------------------------------------------

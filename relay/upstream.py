@@ -1,13 +1,15 @@
 """The link to a higher platform: connect with backoff, platform login, heartbeats, logout.
 
-:class:`UpstreamLink` wraps Twisted's ``ClientService`` (reconnect with
-``backoffPolicy``; ``prepareConnection`` performs the platform login 0x05 and fails on
-refusal or timeout, so a refused login is retried later with backoff, never in a tight
-loop). While logged in it sends a heartbeat every ``heartbeat_interval``; the forwarder
-also asks for a heartbeat after each batch (:meth:`UpstreamLink.sync`), whose answer
-acknowledges everything sent before it. A heartbeat unanswered for ``login_timeout``
-seconds drops the connection. On stop the link sends platform logout 0x06 and waits
-briefly for its answer.
+:class:`UpstreamLink` wraps Twisted's ``ClientService`` for connecting and reconnecting
+with ``backoffPolicy``. The platform login (0x05) runs once the connection is made; a
+refused or unanswered login closes the connection, and the retry policy counts refused
+logins in a row, so a wrong password is retried later with growing delays, never in a
+tight loop. (``prepareConnection`` is not used: a connection it rejects cannot be closed
+without tripping ClientService's state machine.) While logged in the link sends a
+heartbeat every ``heartbeat_interval``; the forwarder also asks for a heartbeat after
+each batch (:meth:`UpstreamLink.sync`), whose answer acknowledges everything sent before
+it. A heartbeat unanswered for ``login_timeout`` seconds drops the connection. On stop
+the link sends platform logout 0x06 and waits briefly for its answer.
 
 Link states (``docs/state-machines/upstream-link.dot``): offline -> connecting ->
 logging_in -> online -> logging_out -> offline.
@@ -23,7 +25,7 @@ import structlog
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet import protocol
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.task import LoopingCall
 
@@ -79,7 +81,11 @@ class UpstreamProtocol(protocol.Protocol):
             else:
                 d.errback(LoginRefused(f"platform login refused (response 0x{frame.response:02X})"))
         elif frame.command == Command.HEARTBEAT and self._heartbeats:
-            self._heartbeats.popleft().callback(frame)
+            d = self._heartbeats.popleft()
+            if frame.response == Response.SUCCESS:
+                d.callback(frame)
+            else:  # not an acknowledgement: the upstream does not take our data (not logged in?)
+                d.errback(LoginRefused(f"heartbeat refused (response 0x{frame.response:02X})"))
         elif frame.command == Command.PLATFORM_LOGOUT and self._logout is not None:
             d, self._logout = self._logout, None
             d.callback(frame)
@@ -130,6 +136,11 @@ class UpstreamLink(Service):
         self._listeners: list = []
         self.logins = 0
         self.login_failures = 0
+        self._refused_in_a_row = 0
+        self._login_call: Deferred | None = None
+        retry = cfg.retry
+        self._backoff = backoffPolicy(initialDelay=retry.initial_delay, maxDelay=retry.max_delay,
+                                      factor=retry.factor)
 
     # -- observers ------------------------------------------------------------------
     def add_listener(self, listener) -> None:
@@ -156,13 +167,17 @@ class UpstreamLink(Service):
     def startService(self):
         super().startService()
         endpoint = (self._endpoint_factory or clientFromString)(self.reactor, self.cfg.endpoint)
-        retry = self.cfg.retry
         self._set_state("connecting")
-        self._client = ClientService(endpoint, _Factory(self), clock=self.reactor,
-                                     retryPolicy=backoffPolicy(initialDelay=retry.initial_delay,
-                                                               maxDelay=retry.max_delay, factor=retry.factor),
-                                     prepareConnection=self._login)
+        self._client = ClientService(endpoint, _Factory(self), clock=self.reactor, retryPolicy=self._retry_delay)
         self._client.startService()
+
+    def _retry_delay(self, attempt: int) -> float:
+        """Backoff over failed connections and refused logins in a row (ClientService
+        counts only the former, and resets its count when a connection is made)."""
+        attempt += max(0, self._refused_in_a_row - 1)
+        delay = self._backoff(attempt)
+        log.info("upstream_retry", upstream=self.name, attempt=attempt, delay=round(delay, 2))
+        return delay
 
     def stopService(self):
         super().stopService()
@@ -182,6 +197,8 @@ class UpstreamLink(Service):
                 log.info("upstream_logout", upstream=self.name)
             except Exception as exc:  # noqa: BLE001 - logging out is best effort
                 log.warning("upstream_logout_unanswered", upstream=self.name, error=str(exc) or type(exc).__name__)
+        if self._login_call is not None and not self._login_call.called:
+            self._login_call.cancel()
         if self._client is not None:
             await self._client.stopService()
         self._set_state("offline")
@@ -189,6 +206,7 @@ class UpstreamLink(Service):
     # -- connection ---------------------------------------------------------------------
     def _connected(self, proto: UpstreamProtocol) -> None:
         self._set_state("logging_in")
+        self._login_call = self._login(proto)
 
     def _login(self, proto: UpstreamProtocol) -> Deferred:
         body = codec.PlatformLogin(self.now(), self._next_serial(), self.cfg.username, self._password, 1)
@@ -197,31 +215,34 @@ class UpstreamLink(Service):
         d.addTimeout(self.cfg.login_timeout, self.reactor)
 
         def ok(_):
+            self._login_call = None
             self.logins += 1
+            self._refused_in_a_row = 0
             self.proto = proto
             self._set_state("online")
             self._start_heartbeat()
             for listener in list(self._listeners):
                 listener.link_online(proto)
-            return proto
 
         def refused(f):
+            self._login_call = None
+            if f.check(ConnectionError, CancelledError):
+                return  # the connection went away first (ClientService reconnects), or we stop
             self.login_failures += 1
+            self._refused_in_a_row += 1
             log.warning("upstream_login_refused", upstream=self.name, error=f.getErrorMessage() or f.type.__name__)
-            self._set_state("connecting")
             if proto.transport is not None:
                 proto.transport.loseConnection()
-            return f
 
         return d.addCallbacks(ok, refused)
 
     def _disconnected(self, proto: UpstreamProtocol, reason) -> None:
+        if self.state in ("online", "logging_in"):
+            self._set_state("connecting", reason=reason.getErrorMessage())
         if proto is not self.proto:
             return
         self.proto = None
         self._stop_heartbeat()
-        if self.state in ("online", "logging_in"):
-            self._set_state("connecting", reason=reason.getErrorMessage())
         for listener in list(self._listeners):
             listener.link_offline()
 

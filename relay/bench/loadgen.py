@@ -450,7 +450,7 @@ class LoadGenerator:
         return {**self.counts, "target_rate_per_s": self.rate, "send_started": self.started,
                 "send_ended": self.ended, "send_seconds": round(send_seconds, 3),
                 "offered_frames_per_s": round(self.counts["frames_sent"] / send_seconds, 1),
-                "cpu_send_s": round(cpu_send, 3), "frame_bytes": len(self.maker.frame(self.terminals[0].vin_part, 0, 0))
+                "cpu_send_s": round(cpu_send, 3), "frame_bytes": len(self.maker.frame(self.terminals[0].vin_part, int(time.time()), 0))
                 if self.terminals else 0}
 
 

@@ -15,7 +15,7 @@ def stats(conn) -> dict:
         reissue = conn.execute("SELECT count(*) FROM realtime WHERE reissue").fetchone()[0]
         registry = {s: n for s, n in conn.execute("SELECT sector, count(*) FROM vehicles GROUP BY sector")}
         vehicles_seen = conn.execute("SELECT count(*) FROM latest").fetchone()[0]
-        unregistered = conn.execute("SELECT count(*), coalesce(sum(frames), 0) FROM unregistered").fetchone()
+        unregistered = conn.execute("SELECT count(*), coalesce(sum(frames), 0)::bigint FROM unregistered").fetchone()
         cursors = {u: (last, delivered) for u, last, delivered in conn.execute(
             "SELECT upstream, last_id, delivered FROM outbox_cursors")}
         backlog = {u: n for u, n in conn.execute(
@@ -26,12 +26,21 @@ def stats(conn) -> dict:
         logins = conn.execute("SELECT count(*) FROM logins WHERE event = 'login'").fetchone()[0]
         private_data = conn.execute(
             "SELECT count(*) FROM realtime r JOIN vehicles v USING (vin) WHERE v.sector = 'private'").fetchone()[0]
+        alarms = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE closed_at IS NULL), "
+            "count(*) FILTER (WHERE max_level >= 3) FROM alarms").fetchone()
+        piles = conn.execute(
+            "SELECT (SELECT count(*) FROM charging_stations), (SELECT count(*) FROM charging_equipment), "
+            "(SELECT count(*) FROM charging_connectors), (SELECT count(*) FROM frames "
+            "WHERE command BETWEEN 193 AND 197 AND response = 254)").fetchone()
     upstreams = sorted(set(cursors) | set(backlog))
     return {
         "frames": {"by_command": by_command, "answers": answers, "data": data, "reissue": reissue},
         "vehicles": {"registered": sum(registry.values()), "by_sector": registry, "seen": vehicles_seen,
                      "unregistered": unregistered[0], "unregistered_frames": unregistered[1]},
         "private_data_frames": private_data,
+        "alarms": {"episodes": alarms[0], "open": alarms[1], "level3": alarms[2]},
+        "piles": {"stations": piles[0], "piles": piles[1], "connectors": piles[2], "messages": piles[3]},
         "logins": logins,
         "outbox": {u: {"backlog": backlog.get(u, 0), "delivered": cursors.get(u, (0, 0))[1]} for u in upstreams},
         "audit": audit,

@@ -168,7 +168,7 @@ class _Worker:
             result.duplicates = len(batch) - len(inserted)
 
             realtime, latest, logins, outbox = [], {}, [], []
-            unregistered: dict[str, object] = {}
+            unregistered: dict[str, tuple] = {}  # vin -> (last received, frames)
             for fid, item in zip(ids, batch):
                 if fid not in inserted:
                     continue
@@ -190,7 +190,8 @@ class _Worker:
                     continue
                 routes, registered = self.router.routes(frame)
                 if not registered and frame.command in FORWARDED_VEHICLE_COMMANDS:
-                    unregistered[frame.vin] = item.received_at
+                    seen = unregistered.get(frame.vin)
+                    unregistered[frame.vin] = (item.received_at, (seen[1] if seen else 0) + 1)
                 if routes:
                     payload = forwardable(frame)
                     collected = frame.collected_at or item.received_at
@@ -214,10 +215,10 @@ class _Worker:
                     for row in outbox:
                         cp.write_row(row)
             if unregistered:
-                cur.executemany("INSERT INTO unregistered (vin, first_seen, last_seen, frames) VALUES (%s, %s, %s, 1) "
+                cur.executemany("INSERT INTO unregistered (vin, first_seen, last_seen, frames) VALUES (%s, %s, %s, %s) "
                                 "ON CONFLICT (vin) DO UPDATE SET last_seen = EXCLUDED.last_seen, "
-                                "frames = unregistered.frames + 1",
-                                [(vin, at, at) for vin, at in unregistered.items()])
+                                "frames = unregistered.frames + EXCLUDED.frames",
+                                [(vin, at, at, n) for vin, (at, n) in unregistered.items()])
                 result.unregistered = sorted(unregistered)
             for hook in self.extra:
                 hook(cur, [(fid, item) for fid, item in zip(ids, batch) if fid in inserted])

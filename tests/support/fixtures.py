@@ -38,10 +38,13 @@ def failure_result_of(d: Deferred, *types) -> Failure:
 
 def assert_no_result(d: Deferred) -> None:
     results = []
-    d.addBoth(results.append)
+
+    def seen(result):
+        results.append(result)
+        return result  # pass it on unchanged to the Deferred's owner
+
+    d.addBoth(seen)
     assert not results, f"expected no result, got {results[0]!r}"
-    # put it back for the Deferred's owner
-    d.addBoth(lambda r: r)
 
 
 def login_frame(vin: str, when: datetime = T0, serial: int = 1, edition: Edition = Edition.V2016) -> Frame:

@@ -1,0 +1,379 @@
+"""``relay bench e2e``: frames/s through all three tiers and the latency terminal -> province.
+
+Topology as ``relay/demo.yaml``: vehicles -> enterprise (ENT01) -> municipal (Nanjing) ->
+provincial (Jiangsu), and the enterprise also links straight to the province, which
+stores each frame once (deduplication). Each tier is its own ``relay run --config``
+process (as deployed; one Python process cannot use more than one core), each with a
+fresh database on one PostgreSQL (``RELAY_BENCH_DSN``, else an embedded pgserver). The
+configs are the demo's, with fixed loopback ports, the database and a terminal listener
+sized for the fleet. Every vehicle of the fleet is public (bus, taxi, ...) in region 320100,
+registered at every tier. The load comes from ``python -m relay.bench.loadgen`` (its own
+process), which records when it wrote each frame.
+
+Figures (units in the key names):
+
+* ``e2e_frames_per_s``: data frames stored at the province / seconds from the first frame
+  sent until the province held the last one (sending + ``drain_s``; see ingest_bench for
+  why the drain is counted); ``stored_per_sending_s`` divides by the sending time only;
+* ``frames_sent``, ``frames_at_enterprise``, ``frames_at_municipal``, ``frames_at_province``,
+  ``lost`` (= sent - at province);
+* ``lag_p50_ms``, ``lag_p99_ms``, ``lag_max_ms``: the province's ``frames.received_at`` minus the
+  wall-clock time at which the load generator wrote that frame (VIN + collection time
+  identify it; same host, same clock), over every frame stored at the province;
+* CPU per process during the sending window (100 = one core), how the whole machine's CPU
+  time was spent then (user, system, iowait, idle), and peak RSS per tier (VmHWM).
+
+Exit status 1 when a tier did not start, its links did not log in, or frames were lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from . import emit
+from .ingest_bench import (LoadProcess, bench_server, drop_database, fresh_database, machine_cpu, machine_cpu_pct, pct,
+                           postgres_cpu_seconds, postmaster_pid, proc_cpu_seconds, proc_peak_rss_mb, seed_database, window_rate)
+from .loadgen import raise_nofile_limit
+
+TIERS = ("provincial", "municipal", "enterprise")  # start order: a link finds its peer listening
+DEFAULT_TERMINALS = 5000
+DEFAULT_RATE = 5000.0
+FLEET_SEED = 13
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def tier_configs(dsns: dict[str, str], ports: dict[str, int], terminals: int) -> dict[str, dict]:
+    """The demo's three node configs with this run's ports and databases."""
+    from ..demo import _fill, demo_config_text
+
+    raw = yaml.safe_load(demo_config_text())
+    fill = {"municipal_port": ports["municipal"], "provincial_port": ports["provincial"]}
+    out = {}
+    for tier in TIERS:
+        cfg = _fill(raw[tier], fill)
+        cfg["database"] = {**cfg.get("database", {}), "dsn": dsns[tier]}
+        cfg["log"] = {"level": "warning", "format": "logfmt"}
+        if tier == "enterprise":
+            cfg["listeners"]["terminals"].update(
+                endpoint=f"tcp:port={ports['enterprise']}:interface=127.0.0.1:backlog=1024",
+                max_connections=max(20000, terminals + 100), max_per_address=terminals + 100)
+        else:
+            cfg["listeners"]["platforms"]["endpoint"] = f"tcp:port={ports[tier]}:interface=127.0.0.1"
+        out[tier] = cfg
+    return out
+
+
+def _count(dsn: str, sql: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def _data_count(dsn: str) -> int:
+    return _count(dsn, "SELECT count(*) FROM realtime")
+
+
+def _logins(dsn: str) -> int:
+    return _count(dsn, "SELECT count(*) FROM audit WHERE action = 'platform_login' AND result = 'accepted'")
+
+
+def _arrivals(dsn: str) -> list[tuple[str, int, float]]:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT vin, extract(epoch FROM collected_at)::bigint, "
+                            "extract(epoch FROM received_at)::float8 FROM frames "
+                            "WHERE command IN (2, 3) AND response = 254").fetchall()
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def lags_ms(sent_log: str, arrivals: list[tuple[str, int, float]]) -> tuple[list[float], int]:
+    """Lag of every province arrival matched to the load generator's send time; and the
+    number of arrivals without a match."""
+    sent: dict[tuple[str, int], float] = {}
+    with open(sent_log, encoding="ascii") as fh:
+        next(fh, None)
+        for line in fh:
+            vin, sec, at = line.rstrip("\n").split(",")
+            sent[(vin, int(sec))] = float(at)
+    out, unmatched = [], 0
+    for vin, sec, received in arrivals:
+        at = sent.get((vin, sec))
+        if at is None:
+            unmatched += 1
+        else:
+            out.append(1000.0 * (received - at))
+    out.sort()
+    return out, unmatched
+
+
+class TierProcess:
+    def __init__(self, tier: str, config_path: Path, log_path: Path) -> None:
+        self.tier = tier
+        self.config_path = config_path
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "relay.cli", "run", "--config", str(self.config_path)],
+                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _wait(predicate, timeout: float, interval: float = 0.2) -> bool:
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return True
+        except Exception:  # noqa: BLE001 - a database not ready yet is the same as "not yet"
+            pass
+        if time.monotonic() >= end:
+            return False
+        time.sleep(interval)
+
+
+def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, out: dict, say) -> None:
+    from ..simulate import make_fleet
+
+    fleet = make_fleet(terminals, public_share=1.0, seed=FLEET_SEED)
+    names = {tier: f"relay_bench_e2e_{tier}_{os.getpid()}" for tier in TIERS}
+    out["databases"] = names
+    dsns = {tier: fresh_database(base, name) for tier, name in names.items()}
+    for tier in TIERS:
+        seed_database(dsns[tier], fleet)
+    ports = {tier: free_port() for tier in TIERS}
+    configs = tier_configs(dsns, ports, terminals)
+    nodes: dict[str, TierProcess] = {}
+    load: LoadProcess | None = None
+    try:
+        for tier in TIERS:
+            path = tmp / f"{tier}.yaml"
+            path.write_text(yaml.safe_dump(configs[tier], sort_keys=False), encoding="utf-8")
+            node = nodes[tier] = TierProcess(tier, path, tmp / f"{tier}.log")
+            node.start()
+            if not _wait(lambda: not node.alive() or port_open(ports[tier]), 60.0) or not node.alive():
+                raise RuntimeError(f"the {tier} node did not start: {node.log_tail()}")
+            say(f"{tier} node (pid {node.pid}) listening on 127.0.0.1:{ports[tier]}")
+        if not _wait(lambda: _logins(dsns["provincial"]) >= 2 and _logins(dsns["municipal"]) >= 1, 60.0):
+            logins = {t: _logins(dsns[t]) for t in ("municipal", "provincial")}
+            raise RuntimeError(f"the platform links did not log in within 60 s (accepted logins {logins}); "
+                               + "; ".join(f"{t} log: {n.log_tail(3)!r}" for t, n in nodes.items()))
+        out["nodes_started"] = True
+        say("links logged in: enterprise -> municipal, enterprise -> provincial, municipal -> provincial")
+        sent_log = str(tmp / "sent.csv")
+        load = LoadProcess(ports["enterprise"], terminals, rate, seconds, seed=FLEET_SEED, public_share=1.0,
+                           sent_log=sent_log)
+        load.start()
+        samples: list[tuple[float, float]] = []
+        cpu: list[tuple[float, dict]] = []
+        postmaster = postmaster_pid(dsns["provincial"])
+
+        def sample() -> None:
+            now = time.time()
+            cpu.append((now, {**{t: proc_cpu_seconds(n.pid) for t, n in nodes.items()},
+                              "loadgen": proc_cpu_seconds(load.pid), "postgres": postgres_cpu_seconds(postmaster),
+                              "machine": machine_cpu()}))
+            with contextlib.suppress(Exception):
+                samples.append((now, float(_data_count(dsns["provincial"]))))
+
+        if not _wait(lambda: "logged_in" in load.events or load.exited, 180.0):
+            raise RuntimeError("the load generator did not log its terminals in")
+        ev = load.events.get("logged_in", {})
+        say(f"{ev.get('logged_in', 0)} terminals logged in ({ev.get('login_failures', '?')} failures); "
+            f"sending {rate:g} frames/s for {seconds:g} s")
+        deadline = time.monotonic() + seconds + 180.0
+        while "sent" not in load.events and not load.exited and time.monotonic() < deadline:
+            sample()
+            time.sleep(0.5)
+        sent_ev = load.events.get("sent")
+        if sent_ev is None:
+            raise RuntimeError("the load generator did not finish sending")
+        sent = sent_ev["frames_sent"]
+        say(f"{sent} frames sent in {sent_ev['send_seconds']} s; waiting for the province to hold them")
+        drain_deadline = time.monotonic() + max(120.0, 10 * seconds)
+        stored, last_change = -1, time.monotonic()
+        while time.monotonic() < drain_deadline:
+            sample()
+            now_stored = int(samples[-1][1]) if samples else 0
+            if now_stored != stored:
+                stored, last_change = now_stored, time.monotonic()
+            if stored >= sent or time.monotonic() - last_change > 30.0:
+                break
+            if any(not n.alive() for n in nodes.values()):
+                raise RuntimeError("a node died: " + "; ".join(f"{t}: {n.log_tail(2)}" for t, n in nodes.items()
+                                                              if not n.alive()))
+            time.sleep(0.25)
+        out["drained_at"] = time.time()
+        sample()
+        rc = load.wait(180.0)
+        if rc is None:
+            load.kill()
+        out["loadgen_rc"] = rc
+        out["load"] = load.events.get("done") or {**ev, **sent_ev}
+        out["samples"], out["cpu"] = samples, cpu
+        out["rss"] = {t: proc_peak_rss_mb(n.pid) for t, n in nodes.items()}
+        out["counts"] = {t: _data_count(dsns[t]) for t in TIERS}
+        out["reissue_at_province"] = _count(dsns["provincial"], "SELECT count(*) FROM realtime WHERE reissue")
+        out["private_upstream"] = _count(dsns["provincial"], "SELECT count(*) FROM realtime r JOIN vehicles v "
+                                                             "USING (vin) WHERE v.sector = 'private'")
+        out["lags"], out["unmatched"] = lags_ms(sent_log, _arrivals(dsns["provincial"]))
+    finally:
+        if load is not None:
+            load.kill()
+        for tier in reversed(TIERS):  # enterprise first: it logs out of its upstreams while they listen
+            node = nodes.get(tier)
+            if node is not None:
+                rc = node.stop()
+                out.setdefault("node_rc", {})[tier] = rc
+        for name in names.values():
+            with contextlib.suppress(Exception):
+                drop_database(base, name)
+
+
+def run(args) -> int:
+    terminals = args.terminals or DEFAULT_TERMINALS
+    rate = args.rate or DEFAULT_RATE
+    seconds = args.seconds
+    limit = raise_nofile_limit()
+    say = lambda text: print(f"[e2e] {text}", flush=True)  # noqa: E731
+    if terminals + 256 > limit:
+        print(f"relay bench e2e: open-file limit {limit} is too low for {terminals} terminals", file=sys.stderr)
+        return 1
+    out: dict = {}
+    try:
+        with bench_server() as (base, server_kind), tempfile.TemporaryDirectory(prefix="relay-bench-e2e-") as tmp:
+            say(f"PostgreSQL: {server_kind}; three fresh databases; tiers as `relay run` processes")
+            _drive(base, Path(tmp), terminals, rate, seconds, out, say)
+    except Exception as exc:  # noqa: BLE001 - one line and exit status 1
+        print(f"relay bench e2e: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    load = out.get("load", {})
+    sent = int(load.get("frames_sent", 0))
+    send_seconds = float(load.get("send_seconds") or 0.0) or 1e-9
+    start, end = load.get("send_started", 0.0), load.get("send_ended", 0.0)
+    drain_s = max(0.0, out["drained_at"] - end) if out.get("drained_at") and end else 0.0
+    counts = out.get("counts", {})
+    at_province = counts.get("provincial", 0)
+    lags = out.get("lags", [])
+    cpu_pct: dict[str, float | None] = {}
+    cpu = out.get("cpu", [])
+    if cpu:
+        first = min(cpu, key=lambda s: abs(s[0] - start))
+        last = min(cpu, key=lambda s: abs(s[0] - end))
+        for key in ("enterprise", "municipal", "provincial", "loadgen", "postgres"):
+            cpu_pct[key] = pct(first[1].get(key), last[1].get(key), last[0] - first[0])
+        machine = machine_cpu_pct(first[1].get("machine"), last[1].get("machine"),
+                                  sum(v for v in cpu_pct.values() if v))
+    else:
+        machine = None
+    committed = window_rate(out.get("samples", []), start, end)
+    result = {
+        "e2e_frames_per_s": round(at_province / (send_seconds + drain_s), 1),
+        "stored_per_sending_s": round(at_province / send_seconds, 1),
+        "province_frames_per_s_while_sending": round(committed, 1) if committed is not None else None,
+        "target_frames_per_s": rate,
+        "offered_frames_per_s": load.get("offered_frames_per_s"),
+        "terminals": terminals,
+        "terminals_logged_in": load.get("logged_in", 0),
+        "seconds": seconds,
+        "send_s": round(send_seconds, 3),
+        "drain_s": round(drain_s, 3),
+        "frames_sent": sent,
+        "frames_at_enterprise": counts.get("enterprise", 0),
+        "frames_at_municipal": counts.get("municipal", 0),
+        "frames_at_province": at_province,
+        "lost": sent - at_province,
+        "reissue_at_province": out.get("reissue_at_province"),
+        "private_frames_upstream": out.get("private_upstream"),
+        "frames_skipped": load.get("frames_skipped", 0),
+        "lag_p50_ms": round(_percentile(lags, 0.50), 1) if lags else None,
+        "lag_p90_ms": round(_percentile(lags, 0.90), 1) if lags else None,
+        "lag_p99_ms": round(_percentile(lags, 0.99), 1) if lags else None,
+        "lag_max_ms": round(lags[-1], 1) if lags else None,
+        "lag_frames": len(lags),
+        "lag_unmatched": out.get("unmatched"),
+        "lag_measured_as": "province frames.received_at - load generator's wall-clock write time of the frame",
+        "cpu_pct": cpu_pct,
+        "machine_cpu_pct": machine,
+        "peak_rss_mb": out.get("rss", {}),
+        "database": "RELAY_BENCH_DSN" if os.environ.get("RELAY_BENCH_DSN") else "embedded pgserver",
+        "cpus": os.cpu_count(),
+        "python": ".".join(map(str, sys.version_info[:2])),
+    }
+    ok = (bool(out.get("nodes_started")) and sent > 0 and result["lost"] == 0 and out.get("loadgen_rc") == 0
+          and result["terminals_logged_in"] == terminals and not result["private_frames_upstream"])
+    lines = [
+        f"e2e: {terminals} public vehicles -> enterprise -> municipal -> provincial (+ enterprise -> provincial), "
+        f"target {rate:g} frames/s for {seconds:g} s, {result['database']}, {result['cpus']} CPUs",
+        f"  sent {sent} frames in {result['send_s']} s (offered {result['offered_frames_per_s']} frames/s)",
+        f"  stored: enterprise {result['frames_at_enterprise']}, municipal {result['frames_at_municipal']}, "
+        f"province {at_province} ({result['lost']} lost, {result['reissue_at_province']} as reissue)",
+        f"  {result['e2e_frames_per_s']} frames/s from first frame sent to last frame at the province "
+        f"(drain {result['drain_s']} s); province stored {result['province_frames_per_s_while_sending']} frames/s "
+        f"while sending",
+        f"  lag terminal -> province: p50 {result['lag_p50_ms']} ms, p90 {result['lag_p90_ms']} ms, "
+        f"p99 {result['lag_p99_ms']} ms, max {result['lag_max_ms']} ms over {len(lags)} frames",
+        "  CPU while sending (100% = one core): " + ", ".join(f"{k} {v}%" for k, v in cpu_pct.items())
+        + f"; whole machine {machine}",
+        "  peak RSS MiB: " + ", ".join(f"{k} {v}" for k, v in result["peak_rss_mb"].items()),
+        "  result: " + ("ok" if ok else "FAILED (frames lost, a tier or terminal not up, or private frames upstream)"),
+    ]
+    emit(result, args.json, lines)
+    return 0 if ok else 1

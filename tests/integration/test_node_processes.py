@@ -1,0 +1,211 @@
+"""Three tiers as real ``relay run --config FILE`` processes (YAML configs in tmp_path, one
+PostgreSQL database each), driven by the in-process vehicle simulator: a city node killed
+with SIGKILL mid-stream and restarted loses nothing; SIGTERM makes a node log out of its
+upstreams and exit 0.
+
+Each process is ready when it logs ``node_ready`` (the listener ports are read from that
+line); every wait has a deadline."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import psycopg
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+
+from relay import registry
+from relay.simulate import VehicleSimulator, make_fleet
+from tests.support.nodes import ENT01_HASH, NANJING_HASH, enterprise_config, platform_config, upstream
+from tests.support.processes import NodeProcess, run_command, stop_all, write_config
+from tests.support.wait import until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+
+DATA = "SELECT count(*) FROM realtime"
+PRIVATE_FRAMES = "SELECT count(*) FROM frames f JOIN vehicles v USING (vin) WHERE v.sector = 'private'"
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _query(dsn: str, sql: str, args: tuple) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+async def rows(dsn: str, sql: str, *args) -> list[tuple]:
+    return await deferToThread(_query, dsn, sql, args).addTimeout(30, reactor)
+
+
+async def scalar(dsn: str, sql: str, *args):
+    return (await rows(dsn, sql, *args))[0][0]
+
+
+def at_least(dsn: str, sql: str, n: int, *args):
+    """A check for ``until``: does ``sql`` count ``n`` or more?"""
+    return lambda: Deferred.fromCoroutine(scalar(dsn, sql, *args)).addCallback(lambda v: v >= n)
+
+
+async def count_is(dsn: str, sql: str, expected: int, what: str, timeout: float = 30.0) -> None:
+    await until(reactor, at_least(dsn, sql, expected), timeout, every=0.1, what=what)
+    assert await scalar(dsn, sql) == expected, what
+
+
+def seed(dsn: str, entries: list[tuple]) -> None:
+    with psycopg.connect(dsn) as conn:
+        registry.upsert(conn, entries)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_file(raw: dict, tmp_path, name: str):
+    """Write ``raw`` (a node config) as ``tmp_path/<name>.yaml``, logging at info."""
+    return write_config(tmp_path / f"{name}.yaml", {**raw, "data_dir": str(tmp_path / name),
+                                                    "log": {"level": "info", "format": "logfmt"}})
+
+
+def provincial(dsn: str) -> dict:
+    return platform_config("provincial", "JS32", dsn, region="32", accounts=[
+        {"username": "nanjing", "password_hash": NANJING_HASH, "allowed_owners": ["ENT01"]},
+        {"username": "ent01", "password_hash": ENT01_HASH, "allowed_owners": ["ENT01"]}])
+
+
+def municipal(dsn: str, port: int, provincial_port: int) -> dict:
+    return platform_config("municipal", "NJ3201", dsn, region="3201", endpoint=f"tcp:{port}:interface=127.0.0.1",
+                           accounts=[{"username": "ent01", "password_hash": ENT01_HASH, "allowed_owners": ["ENT01"]}],
+                           upstreams=[upstream("provincial", provincial_port, "nanjing", "nanjing-demo", "NJ3201",
+                                               regions=["32"])])
+
+
+def enterprise(dsn: str, municipal_port: int, provincial_port: int | None = None) -> dict:
+    ups = [upstream("municipal", municipal_port, "ent01", "ent01-demo", "ENT01", regions=["3201"])]
+    if provincial_port is not None:
+        ups.append(upstream("provincial", provincial_port, "ent01", "ent01-demo", "ENT01", regions=["32"]))
+    return enterprise_config(dsn, upstreams=ups)
+
+
+def online(proc: NodeProcess, upstream_name: str):
+    return lambda: proc.proto.has_event("upstream_link_state", upstream=upstream_name, state="online")
+
+
+# --- the tests -----------------------------------------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_city_killed_mid_stream_and_restarted_province_gets_every_public_frame(make_db, tmp_path):
+    """enterprise -> city -> province, all processes. SIGKILL the city while vehicles send,
+    start it again on the same port and database: the city and the province end with
+    exactly the public frames, the enterprise with all of them."""
+    fleet = make_fleet(10, public_share=0.6, seed=8)
+    public = [v for v in fleet if v.public]
+    entries = [(v.vin, v.sector, v.region_code, v.owner, "SIM-EV", "") for v in fleet]
+    dsns = {t: make_db() for t in ("enterprise", "municipal", "provincial")}
+    for dsn in dsns.values():
+        seed(dsn, entries)
+    prov = NodeProcess(reactor, "provincial", node_file(provincial(dsns["provincial"]), tmp_path, "provincial"))
+    procs = [prov]
+    try:
+        prov_port = (await prov.start())["platforms"]
+        muni_port = free_port()
+        muni = NodeProcess(reactor, "municipal", node_file(municipal(dsns["municipal"], muni_port, prov_port),
+                                                           tmp_path, "municipal"))
+        procs.insert(0, muni)
+        assert (await muni.start())["platforms"] == muni_port
+        ent = NodeProcess(reactor, "enterprise", node_file(enterprise(dsns["enterprise"], muni_port), tmp_path,
+                                                           "enterprise"))
+        procs.insert(0, ent)
+        terminals = (await ent.start())["terminals"]
+        await until(reactor, online(ent, "municipal"), 15, what="enterprise -> city link")
+
+        sim = VehicleSimulator(reactor, "127.0.0.1", terminals, fleet, interval=0.5)
+        running = Deferred.fromCoroutine(sim.run(8.0)).addTimeout(60, reactor)
+        await until(reactor, at_least(dsns["provincial"], DATA, 20), 20, every=0.1, what="frames at the province")
+        killed = await muni.kill()
+        assert killed.signal == 9, muni.output()
+        stored_then = await scalar(dsns["enterprise"], DATA)
+        # the enterprise goes on storing; the frames for the city wait in its outbox
+        await until(reactor, at_least(dsns["enterprise"], DATA, stored_then + 3 * len(fleet)), 20, every=0.1,
+                    what="frames stored while the city is dead")
+        assert (await muni.start())["platforms"] == muni_port
+        result = await running
+        assert result["login_failures"] == 0
+        sent = result["frames_sent"]
+        assert sent["public"] > 0 and sent["private"] > 0
+
+        await count_is(dsns["enterprise"], DATA, sent["public"] + sent["private"], "enterprise data frames")
+        await count_is(dsns["municipal"], DATA, sent["public"], "city data frames")
+        await count_is(dsns["provincial"], DATA, sent["public"], "province data frames")
+        public_frames = sent["public"] + 2 * len(public)  # with each vehicle's login and logout
+        for tier in ("municipal", "provincial"):
+            assert await scalar(dsns[tier], "SELECT count(*) FROM frames") == public_frames, tier
+            assert await scalar(dsns[tier], PRIVATE_FRAMES) == 0, tier
+        assert await scalar(dsns["provincial"], "SELECT count(DISTINCT (vin, collected_at, digest)) FROM frames "
+                                                "WHERE command IN (2, 3)") == sent["public"]
+        assert not muni.runs[0].has_event("node_stopping")  # the first run really died without a goodbye
+    finally:
+        await stop_all(procs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigterm_logs_out_of_every_upstream_and_exits_zero(make_db, tmp_path):
+    """SIGTERM the enterprise (two upstreams), then the city (one): each logs out of its
+    upstreams, which audit the logout, and exits with status 0."""
+    dsns = {t: make_db() for t in ("enterprise", "municipal", "provincial")}
+    prov = NodeProcess(reactor, "provincial", node_file(provincial(dsns["provincial"]), tmp_path, "provincial"))
+    procs = [prov]
+    try:
+        prov_port = (await prov.start())["platforms"]
+        muni_port = free_port()
+        muni = NodeProcess(reactor, "municipal", node_file(municipal(dsns["municipal"], muni_port, prov_port),
+                                                           tmp_path, "municipal"))
+        procs.insert(0, muni)
+        await muni.start()
+        ent = NodeProcess(reactor, "enterprise", node_file(enterprise(dsns["enterprise"], muni_port, prov_port),
+                                                           tmp_path, "enterprise"))
+        procs.insert(0, ent)
+        await ent.start()
+        for proc, name in ((ent, "municipal"), (ent, "provincial"), (muni, "provincial")):
+            await until(reactor, online(proc, name), 15, what=f"{proc.name} -> {name} online")
+
+        logouts = "SELECT actor FROM audit WHERE action = 'platform_logout' AND result = 'accepted' ORDER BY id"
+        ended = await ent.terminate()
+        assert (ended.code, ended.signal) == (0, None), ent.output()
+        assert ent.proto.has_event("upstream_logout", upstream="municipal"), ent.output()
+        assert ent.proto.has_event("upstream_logout", upstream="provincial"), ent.output()
+        assert ent.proto.has_event("node_stopped")
+        await until(reactor, at_least(dsns["municipal"], "SELECT count(*) FROM audit WHERE action = "
+                                                         "'platform_logout'", 1), 10, what="logout audited by the city")
+        assert await rows(dsns["municipal"], logouts) == [("ent01",)]
+
+        ended = await muni.terminate()
+        assert (ended.code, ended.signal) == (0, None), muni.output()
+        assert muni.proto.has_event("upstream_logout", upstream="provincial"), muni.output()
+        await until(reactor, at_least(dsns["provincial"], "SELECT count(*) FROM audit WHERE action = "
+                                                          "'platform_logout'", 2), 10,
+                    what="both logouts audited by the province")
+        assert sorted(await rows(dsns["provincial"], logouts)) == [("ent01",), ("nanjing",)]
+
+        ended = await prov.terminate()
+        assert (ended.code, ended.signal) == (0, None), prov.output()
+    finally:
+        await stop_all(procs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_relay_stats_json_prints_the_counts(db_dsn, tmp_path):
+    """``relay stats --json`` prints one JSON object and exits 0.
+
+    (Regression: unregistered_frames was a Decimal, json.dumps failed, exit status 1.)"""
+    config = node_file(enterprise(db_dsn, 9), tmp_path, "enterprise")
+    ended, out, err = await run_command(reactor, ["stats", "--config", str(config), "--json"], tmp_path)
+    assert ended.code == 0, err
+    stats = json.loads(out)
+    assert stats["vehicles"]["unregistered_frames"] == 0
+    assert stats["node"] == "ENT01"
