@@ -34,13 +34,14 @@ _STARTS = (b"##", b"$$")
 
 
 def _find_start(buf: bytearray, pos: int) -> int:
+    """The first ``##`` or ``$$`` at or after ``pos``. The second search stops at the first
+    hit, so finding each frame of a long multi-frame read costs its own length, not the
+    rest of the buffer."""
     a = buf.find(b"##", pos)
-    b = buf.find(b"$$", pos)
     if a < 0:
-        return b
-    if b < 0:
-        return a
-    return min(a, b)
+        return buf.find(b"$$", pos)
+    b = buf.find(b"$$", pos, a + 1)
+    return a if b < 0 else b
 
 
 class FrameReader:

@@ -438,11 +438,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("bench", help="the project's own benchmarks")
-    s.add_argument("what", choices=("codec", "ingest", "e2e"))
+    s.add_argument("what", choices=("codec", "ingest", "e2e", "export", "api"),
+                   help="codec: decode/encode speed; ingest: terminals into one node; e2e: through three tiers; "
+                        "export: 20 vehicles x 3 months; api: response times with 100,000 vehicles")
     s.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     s.add_argument("--seconds", type=float, default=10.0, help="load duration for ingest/e2e")
     s.add_argument("--terminals", type=int, default=None, help="simulated terminals for ingest/e2e")
     s.add_argument("--rate", type=float, default=None, help="target frames per second for ingest/e2e")
+    s.add_argument("--vehicles", type=int, default=None, help="vehicles for export (20) / api (100000)")
+    s.add_argument("--days", type=float, default=None, help="days of data for export (91)")
+    s.add_argument("--format", choices=("csv", "jsonl"), default=None, help="export format (csv)")
     s.set_defaults(func=cmd_bench)
     return p
 
