@@ -346,7 +346,7 @@ class Api(resource.Resource):
         return self.run(monitoring.storage, now=self.now(), free_bytes=self.node.free_bytes(), sample=False)
 
     def h_charging(self, request, q, body, actor):
-        return self.run(monitoring.charging_overview)
+        return self.run(monitoring.charging_overview, now=self.now(), offline_days=q.float("offline_days", 7.0))
 
     def h_audit(self, request, q, body, actor):
         return self.run(_audit_list, actor=q.str("actor"), action=q.str("action"), since=q.time("from"),
@@ -495,6 +495,7 @@ _PARAMS = {
     "h_export": ["vin", "from", "to", "format"],
     "h_audit": ["actor", "action", "from", "limit", "offset"],
     "h_positions": ["limit"],
+    "h_charging": ["offline_days"],
 }
 
 

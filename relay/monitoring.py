@@ -352,10 +352,21 @@ def storage(conn, *, now: datetime, free_bytes: int | None, sample: bool = True)
             "months_of_room": months_left, "warning": warning}
 
 
-def charging_overview(conn) -> dict:
+def charging_overview(conn, *, now: datetime | None = None, offline_days: float = 7.0) -> dict:
     """Connector availability (idle, in use, faulted, offline) per station and operator,
-    energy per day, connectors with frequent faults."""
+    energy per day, connectors with frequent faults, and long-offline connectors (reported
+    offline, or silent, for more than ``offline_days``)."""
     with conn.transaction():
+        offline_piles = []
+        if now is not None:
+            # offline for more than the limit, or silent that long: the last report is older
+            # (a connector that never reported counts from its station's static info)
+            offline_piles = _rows(conn.execute(
+                "SELECT c.operator_id, c.station_id, c.equipment_id, c.connector_id, c.status, c.status_at "
+                "FROM charging_connectors c LEFT JOIN charging_stations s USING (operator_id, station_id) "
+                "WHERE coalesce(c.status_at, s.updated_at) < %s "
+                "ORDER BY coalesce(c.status_at, s.updated_at), c.operator_id, c.connector_id LIMIT 500",
+                (now - timedelta(days=offline_days),)))
         stations = _rows(conn.execute(
             "SELECT c.operator_id, c.station_id, s.region_code, count(*) AS connectors, "
             "count(*) FILTER (WHERE c.status = 1) AS available, "
@@ -371,4 +382,5 @@ def charging_overview(conn) -> dict:
         faults = _rows(conn.execute(
             "SELECT operator_id, target_id, count(*) AS alarms, max(level) AS level FROM charging_alarms "
             "WHERE state = 1 GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 200"))
-    return {"stations": stations, "energy_per_day": energy, "frequent_faults": faults}
+    return {"stations": stations, "energy_per_day": energy, "frequent_faults": faults,
+            "long_offline_connectors": offline_piles}

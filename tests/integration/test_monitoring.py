@@ -855,3 +855,24 @@ def test_charging_overview_available_means_idle(conn):
     # OP1 ST1: idle C1, C2 -> 2 available (status 1, T/CEC 102.4 / NB/T 33017 "idle")
     assert stations[("OP1", "ST1")]["available"] == 2
     assert stations[("OP1", "ST2")]["available"] == 0  # its only connector is charging
+
+
+def test_long_offline_connectors_are_those_silent_or_offline_beyond_the_limit(conn):
+    """A connector is long offline when its last status report (or, never reported, its
+    station's static info) is older than the limit: offline at 8 days > 7, idle 3 days < 7."""
+    conn.execute("INSERT INTO charging_stations (operator_id, station_id, region_code, station_type, station_status, "
+                 "updated_at) VALUES ('OPL', 'S1', '320102', 1, 50, %s), ('OPL', 'S2', '320102', 1, 50, %s)",
+                 (NOW - 30 * DAY, NOW - DAY))
+    rows = [("C8OFF", "S1", 0, NOW - 8 * DAY),    # offline for 8 days: listed
+            ("C3IDLE", "S1", 1, NOW - 3 * DAY),   # idle, reported 3 days ago: not
+            ("CNEVER", "S1", None, None),         # never reported, station info 30 days old: listed
+            ("CNEW", "S2", None, None),           # never reported, station info 1 day old: not
+            ("C7EXACT", "S1", 3, NOW - 7 * DAY)]  # exactly 7 days: not older than the limit
+    for cid, st, status, at in rows:
+        conn.execute("INSERT INTO charging_connectors (operator_id, connector_id, equipment_id, station_id, status, "
+                     "status_at) VALUES ('OPL', %s, 'E1', %s, %s, %s)", (cid, st, status, at))
+    got = monitoring.charging_overview(conn, now=NOW, offline_days=7)["long_offline_connectors"]
+    assert [r["connector_id"] for r in got] == ["CNEVER", "C8OFF"]  # oldest first
+    assert monitoring.charging_overview(conn, now=NOW, offline_days=2)["long_offline_connectors"][-1][
+        "connector_id"] == "C3IDLE"
+    assert monitoring.charging_overview(conn)["long_offline_connectors"] == []  # no clock, no list
