@@ -95,16 +95,12 @@ class FrameReader:
                 cut = self._complete_frame_after(buf, pos)
                 if cut < 0:
                     break
-                out.append(Truncated(f"frame cut short: {cut - pos} of {end - pos} bytes before the next frame",
-                                     self._base + pos, buf[pos:cut]))
-                pos = cut
+                pos = self._cut_short(out, buf, pos, cut)
                 continue
             if bcc(memoryview(buf)[pos + 2:end - 1]) != buf[end - 1]:
                 nxt = self._complete_frame_after(buf, pos, limit=end)
                 if nxt >= 0:
-                    out.append(Truncated(f"frame cut short: the next frame starts after {nxt - pos} bytes",
-                                         self._base + pos, buf[pos:nxt]))
-                    pos = nxt
+                    pos = self._cut_short(out, buf, pos, nxt)
                     continue
                 try:
                     decode_frame(buf[pos:end], self.keys)  # raises the precise BCC error
@@ -120,9 +116,7 @@ class FrameReader:
                 # (1 in 256): if a whole valid frame starts inside it, that one is real
                 nxt = self._complete_frame_after(buf, pos, limit=end)
                 if nxt >= 0:
-                    out.append(Truncated(f"frame cut short: the next frame starts after {nxt - pos} bytes",
-                                         self._base + pos, buf[pos:nxt]))
-                    pos = nxt
+                    pos = self._cut_short(out, buf, pos, nxt)
                     continue
                 exc.offset += self._base + pos
                 out.append(exc)
@@ -131,6 +125,12 @@ class FrameReader:
             del buf[:pos]
             self._base += pos
         return out
+
+    def _cut_short(self, out: list, buf: bytearray, pos: int, nxt: int) -> int:
+        """Report the frame at ``pos`` as cut short by the valid frame at ``nxt``; resume there."""
+        out.append(Truncated(f"frame cut short: the next frame starts after {nxt - pos} bytes", self._base + pos,
+                             buf[pos:nxt]))
+        return nxt
 
     def _complete_frame_after(self, buf: bytearray, pos: int, limit: int | None = None) -> int:
         """The start of the first complete frame with a valid header and BCC after ``pos``

@@ -76,6 +76,18 @@ def _as_deferred(coro):
     return Deferred.fromCoroutine(coro)
 
 
+def _react(main) -> None:
+    """Run ``async main(reactor)`` on the global reactor until it finishes; a failure ends
+    the process with status 1 (``react`` exits the process itself, even on success)."""
+    from twisted.internet import task
+
+    try:
+        task.react(lambda reactor: _as_deferred(main(reactor)))
+    except SystemExit as exc:
+        if exc.code:
+            raise
+
+
 # --- decode / encode -------------------------------------------------------------------
 
 def _read_input(args) -> bytes:
@@ -240,8 +252,6 @@ def cmd_export(args) -> int:
 # --- demo, simulators, benchmarks ------------------------------------------------------------
 
 def cmd_demo(args) -> int:
-    from twisted.internet import task
-
     from . import logs
     from .demo import run_demo
 
@@ -253,11 +263,7 @@ def cmd_demo(args) -> int:
         result.update(await run_demo(reactor, seconds=args.seconds, vehicles=args.vehicles, piles=args.piles,
                                      data_dir=Path(args.data_dir), protocol=args.protocol, interval=args.interval))
 
-    try:
-        task.react(lambda reactor: _as_deferred(main(reactor)))
-    except SystemExit as exc:
-        if exc.code:
-            raise
+    _react(main)
     _print_summary(result, args.json)
     return 0 if result.get("ok") else 1
 
@@ -271,8 +277,6 @@ def _print_summary(result: dict, as_json: bool) -> None:
 
 
 def cmd_simulate_vehicles(args) -> int:
-    from twisted.internet import task
-
     from . import logs
     from .simulate import run_vehicle_simulator
 
@@ -285,18 +289,12 @@ def cmd_simulate_vehicles(args) -> int:
             reactor, host or "127.0.0.1", int(port), count=args.count, seconds=args.seconds, interval=args.interval,
             public_share=args.public_share, registry_out=args.registry_out, protocol=args.protocol, seed=args.seed))
 
-    try:
-        task.react(lambda reactor: _as_deferred(main(reactor)))
-    except SystemExit as exc:
-        if exc.code:
-            raise
+    _react(main)
     print(json.dumps(out))
     return 0
 
 
 def cmd_simulate_piles(args) -> int:
-    from twisted.internet import task
-
     from . import logs
     from .simulate_piles import DEMO_SECRETS, HttpOperator, LinkOperator, PileFleet, run_operator
 
@@ -321,11 +319,7 @@ def cmd_simulate_piles(args) -> int:
             client = LinkOperator(reactor, host or "127.0.0.1", int(port), args.user, args.password, args.operator)
         out.update(await run_operator(reactor, client, fleet, args.seconds, args.interval))
 
-    try:
-        task.react(lambda reactor: _as_deferred(main(reactor)))
-    except SystemExit as exc:
-        if exc.code:
-            raise
+    _react(main)
     print(json.dumps(out))
     return 0
 
@@ -438,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("bench", help="the project's own benchmarks")
-    s.add_argument("what", choices=("codec", "ingest", "e2e", "export", "api"),
+    s.add_argument("what", choices=("codec", "ingest", "e2e", "export", "api", "soak"),
                    help="codec: decode/encode speed; ingest: terminals into one node; e2e: through three tiers; "
                         "export: 20 vehicles x 3 months; api: response times with 100,000 vehicles")
     s.add_argument("--json", action="store_true", help="print the figures as one JSON line")
