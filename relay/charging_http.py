@@ -18,7 +18,7 @@ import structlog
 from twisted.internet.defer import DeferredList
 from twisted.web import resource, server
 
-from codec import ChargingMessage, Command, Edition, Encryption, Frame, Response, tcec
+from codec import ChargingMessage, CodecError, Command, Edition, Encryption, Frame, Response, tcec
 from codec.frame import with_raw
 
 from .framing import utc
@@ -71,9 +71,12 @@ class ChargingAPI(resource.Resource):
         operator = "?"
         try:
             try:
-                envelope = tcec.check_envelope(json.loads(body))
+                parsed = json.loads(body)
             except (ValueError, UnicodeDecodeError):
                 raise tcec.ExchangeError(tcec.RET_ENVELOPE, "the body is not JSON") from None
+            if isinstance(parsed, dict) and isinstance(parsed.get("OperatorID"), str):
+                operator = parsed["OperatorID"][:32]  # for the audit trail, even when refused below
+            envelope = tcec.check_envelope(parsed)
             operator = envelope["OperatorID"]
             secrets_ = self.operators.get(operator)
             if secrets_ is None:
@@ -92,17 +95,29 @@ class ChargingAPI(resource.Resource):
                 raise tcec.ExchangeError(tcec.RET_BUSINESS, "Data is not JSON") from None
             if not isinstance(data, dict):
                 raise tcec.ExchangeError(tcec.RET_BUSINESS, "Data is not a JSON object")
-            messages = builder(data, tcec.parse_timestamp(envelope["TimeStamp"]))
-            for msg in messages:
-                self._check_facility(operator, msg)
+            try:
+                messages = builder(data, tcec.parse_timestamp(envelope["TimeStamp"]))
+                for msg in messages:
+                    self._check_facility(operator, msg)
+                # encoded now: a value the wire layout cannot carry is the sender's error
+                frames = [with_raw(Frame(Edition.V2016, msg.kind, Response.COMMAND, operator, Encryption.NONE, msg))
+                          for msg in messages]
+            except tcec.ExchangeError:
+                raise
+            except (AttributeError, TypeError, ValueError, KeyError, CodecError) as exc:
+                raise tcec.ExchangeError(tcec.RET_BUSINESS, f"Data does not fit {interface}: "
+                                                            f"{type(exc).__name__}: {exc}") from None
         except tcec.ExchangeError as exc:
             return self._refuse(request, exc, secrets_, operator, interface, peer)
-        self._store(request, operator, interface, messages, secrets_, peer)
+        self._store(request, operator, interface, frames, secrets_, peer)
         return server.NOT_DONE_YET
 
     # -- steps ------------------------------------------------------------------------
     def _token(self, request, envelope: dict, secrets_, peer: str) -> bytes:
-        data = json.loads(tcec.decrypt_data(envelope["Data"], secrets_))
+        try:
+            data = json.loads(tcec.decrypt_data(envelope["Data"], secrets_))
+        except ValueError:
+            raise tcec.ExchangeError(tcec.RET_BUSINESS, "Data is not JSON") from None
         operator = envelope["OperatorID"]
         ok = isinstance(data, dict) and data.get("OperatorID") == operator and \
             pysecrets.compare_digest(str(data.get("OperatorSecret", "")), secrets_.operator_secret)
@@ -136,12 +151,11 @@ class ChargingAPI(resource.Resource):
             raise tcec.ExchangeError(tcec.RET_BUSINESS, f"unknown connector or equipment {msg.subject_id!r} "
                                                         "(send its station info first)")
 
-    def _store(self, request, operator: str, interface: str, messages: list, secrets_, peer: str) -> None:
+    def _store(self, request, operator: str, interface: str, frames: list, secrets_, peer: str) -> None:
         now = utc(self.reactor.seconds())
-        waits = []
-        for msg in messages:
-            frame = with_raw(Frame(Edition.V2016, msg.kind, Response.COMMAND, operator, Encryption.NONE, msg))
-            waits.append(self.ingest.accept(Received(frame, f"http:{operator}@{peer}", now, "operator", operator)))
+        messages = frames
+        waits = [self.ingest.accept(Received(frame, f"http:{operator}@{peer}", now, "operator", operator))
+                 for frame in frames]
 
         def done(results):
             if all(ok for ok, _ in results):

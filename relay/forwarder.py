@@ -96,6 +96,8 @@ class Forwarder:
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
+        self._rows.clear()
+        self._unacked.clear()
         self.durable = self.position = self._saved = await self.pool.run(load_cursor, self.name)
         self.running = True
         self._poll = LoopingCall(self.wake)

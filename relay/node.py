@@ -1,7 +1,8 @@
 """A node: the service tree of one role, built from a validated config.
 
-Start order: query pool -> registry -> writer -> audit -> upstream link, its forwarder
-(per upstream) -> listeners; stop runs the reverse, each child awaited (listeners close their
+Start order: query pool -> registry -> writer -> audit -> per upstream its election
+(which runs the link, then the forwarder, while this node holds the upstream's lock) ->
+listeners; stop runs the reverse, each child awaited (listeners close their
 connections, links log out, the writer drains and commits, pools close). The embedded
 PostgreSQL, when there is one, is started before the tree (``prepare``) and stopped
 after it.
@@ -29,6 +30,7 @@ from .audit import Audit
 from .charging import FacilityIndex, load_index, store_rows
 from .charging_http import ChargingAPI, site
 from .config import Config
+from .election import UpstreamRole
 from .forwarder import Forwarder
 from .platform_session import PlatformFactory
 from .policy import CHARGING_COMMANDS, Route, vehicle_routes
@@ -99,6 +101,9 @@ def prepare(reactor, cfg: Config) -> Deferred:
 
 
 class Node:
+    #: seconds between attempts to take over an upstream another node forwards to
+    ELECTION_RETRY = 5.0
+
     def __init__(self, reactor, cfg: Config, role: Role, dsn: str, embedded: EmbeddedPostgres | None = None) -> None:
         self.reactor = reactor
         self.cfg = cfg
@@ -145,11 +150,10 @@ class Node:
             self.writer.add_commit_listener(fwd.on_commit)
             self.links[up.name] = link
             self.forwarders[up.name] = fwd
-            # the link starts before its forwarder and stops after it: the forwarder stops
-            # writing before the link logs out (0x06)
-            self.tree.add(link)
-            self.tree.add(FunctionService(f"forwarder:{up.name}", lambda f=fwd: Deferred.fromCoroutine(f.start()),
-                                          lambda f=fwd: Deferred.fromCoroutine(f.stop())))
+            # link and forwarder run while this node holds the upstream's advisory lock (one
+            # forwarder per upstream among nodes sharing the database); the link starts
+            # before its forwarder and stops after it, so nothing is written after 0x06
+            self.tree.add(UpstreamRole(reactor, self.dsn, link, fwd, retry=self.ELECTION_RETRY))
         if self.role.terminal_listener:
             t = cfg.listeners.terminals
             self.terminals = TerminalFactory(

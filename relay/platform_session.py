@@ -184,6 +184,10 @@ class PlatformSession(FrameProtocol):
     def on_charging_frame(self, frame: Frame) -> None:
         if frame.vin not in self.account.allowed_operators:
             return self.refuse(frame, "operator_not_allowed", answer=self.factory.answer_data)
+        msg = frame.body
+        if (self.factory.region and isinstance(msg, codec.ChargingMessage) and msg.kind == Command.CHARGING_STATIC
+                and not msg.data["region_code"].startswith(self.factory.region)):
+            return self.refuse(frame, "outside_region", answer=self.factory.answer_data)
         self._after_commit(frame, answer=self.factory.answer_data)
 
 
