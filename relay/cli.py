@@ -55,7 +55,11 @@ def cmd_run(args) -> int:
     async def main(reactor):
         from twisted.internet.defer import Deferred
 
-        node = await start_node(reactor, cfg, role)
+        try:
+            node = await start_node(reactor, cfg, role)
+        except Exception as exc:  # noqa: BLE001 - one line for the operator, then exit 1
+            logs.get("relay.cli").error("node_start_failed", node=cfg.node_id, error=f"{type(exc).__name__}: {exc}")
+            raise SystemExit(1) from None
         done: Deferred = Deferred()
 
         def shutdown():
