@@ -438,9 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="the project's own benchmarks")
     s.add_argument("what", choices=("codec", "ingest", "e2e", "export", "api", "soak"),
                    help="codec: decode/encode speed; ingest: terminals into one node; e2e: through three tiers; "
-                        "export: 20 vehicles x 3 months; api: response times with 100,000 vehicles")
+                        "export: 20 vehicles x 3 months; api: response times with 100,000 vehicles; "
+                        "soak: a long run at the standard's interval, memory and latency over time")
     s.add_argument("--json", action="store_true", help="print the figures as one JSON line")
-    s.add_argument("--seconds", type=float, default=10.0, help="load duration for ingest/e2e")
+    s.add_argument("--seconds", type=float, default=None,
+                   help="load duration: ingest/e2e 10, soak 300; codec: seconds per measurement")
     s.add_argument("--terminals", type=int, default=None, help="simulated terminals for ingest/e2e")
     s.add_argument("--rate", type=float, default=None, help="target frames per second for ingest/e2e")
     s.add_argument("--vehicles", type=int, default=None, help="vehicles for export (20) / api (100000)")

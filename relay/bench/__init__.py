@@ -1,4 +1,4 @@
-"""The project's own benchmarks: ``relay bench codec|ingest|e2e [--json]``.
+"""The project's own benchmarks: ``relay bench codec|ingest|e2e|export|api|soak [--json]``.
 
 * ``codec``  — decode/encode/FrameReader throughput on one core (:mod:`.codec_bench`);
 * ``ingest`` — an enterprise node on a real PostgreSQL fed by N simulated terminals from a
@@ -6,6 +6,10 @@
 * ``e2e``    — enterprise -> municipal -> provincial (and enterprise -> provincial), each tier a
   ``relay run`` process on one PostgreSQL, with the latency from terminal to province
   (:mod:`.e2e_bench`);
+* ``export`` — 20 vehicles x 3 months of 10-second data exported as CSV (:mod:`.export_bench`);
+* ``api``    — API response times with 100,000 registered vehicles (:mod:`.api_bench`);
+* ``soak``   — a long run of many terminals at the standard's 10-second interval, memory and
+  latency over time (:mod:`.soak_bench`);
 * any other ``relay.bench.<name>_bench`` module with a ``run(args)`` is ``relay bench <name>``.
 
 Each prints human-readable lines; with ``--json`` the last line printed is one JSON object

@@ -153,7 +153,8 @@ def run(args) -> int:
 
     from .ingest_bench import machine_cpu, machine_cpu_pct
 
-    min_seconds = float(os.environ.get("RELAY_BENCH_CODEC_SECONDS", "1.0"))
+    seconds = getattr(args, "seconds", None)
+    min_seconds = float(seconds if seconds is not None else os.environ.get("RELAY_BENCH_CODEC_SECONDS", "1.0"))
     try:
         m0, t0, ru0 = machine_cpu(), time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
         result = measure(min_seconds)

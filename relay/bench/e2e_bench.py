@@ -290,7 +290,7 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
 def run(args) -> int:
     terminals = args.terminals or DEFAULT_TERMINALS
     rate = args.rate or DEFAULT_RATE
-    seconds = args.seconds
+    seconds = args.seconds if args.seconds is not None else 10.0
     limit = raise_nofile_limit()
     say = lambda text: print(f"[e2e] {text}", flush=True)  # noqa: E731
     if terminals + 256 > limit:

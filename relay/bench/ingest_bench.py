@@ -411,7 +411,7 @@ def run(args) -> int:
 
     terminals = args.terminals or DEFAULT_TERMINALS
     rate = args.rate or DEFAULT_RATE
-    seconds = args.seconds
+    seconds = args.seconds if args.seconds is not None else 10.0
     logs.configure("warning", "logfmt")
     limit = raise_nofile_limit()
     say = lambda text: print(f"[ingest] {text}", flush=True)  # noqa: E731
