@@ -88,7 +88,7 @@ class _Worker:
 
     def connect(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
-            self.conn = psycopg.connect(self.dsn, application_name="relay-writer")
+            self.conn = psycopg.connect(self.dsn, application_name="relay-writer", connect_timeout=10)
             self.conn.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_frames
                                  (LIKE frames INCLUDING DEFAULTS, seq integer) ON COMMIT DELETE ROWS""")
             self.conn.commit()
@@ -245,6 +245,7 @@ class BatchWriter:
         self._pressure_listeners: list[Callable[[bool], None]] = []
         self._commit_listeners: list[Callable[[BatchResult], None]] = []
         self._stopping: Deferred | None = None
+        self._stop_deadline = None
         self._logged_unregistered: set[str] = set()
         self.running = False
         #: counters for stats and metrics
@@ -261,19 +262,37 @@ class BatchWriter:
         self.running = True
         return deferToThreadPool(self.reactor, self._pool, self._worker.connect)
 
-    def stop(self) -> Deferred:
-        """Write everything pending, then close the connection and the thread."""
+    def stop(self, timeout: float = 30.0) -> Deferred:
+        """Write everything pending, then close the connection and the thread. If the database
+        stays away for ``timeout`` seconds, give up on what is pending: none of it was
+        acknowledged (answers wait for the commit), so senders will send it again."""
         self.running = False
         d: Deferred = Deferred()
         self._stopping = d
+        self._stop_deadline = self.reactor.callLater(timeout, self._abandon)
         self._flush()
         self._maybe_finish_stop()
         return d
+
+    def _abandon(self) -> None:
+        self._stop_deadline = None
+        if self._stopping is None:
+            return
+        pending = self._pending + self._inflight
+        log.error("writer_stop_abandoned", items=len(pending),
+                  note="not stored and never acknowledged; senders re-send them")
+        self._pending, self._inflight = [], []
+        for _, d in pending:
+            d.errback(Refused("the node stopped before the database came back"))
+        self._maybe_finish_stop()
 
     def _maybe_finish_stop(self) -> None:
         if self._stopping is None or self._pending or self._inflight:
             return
         d, self._stopping = self._stopping, None
+        if self._stop_deadline is not None and self._stop_deadline.active():
+            self._stop_deadline.cancel()
+        self._stop_deadline = None
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -347,6 +366,8 @@ class BatchWriter:
 
     def _committed(self, result: BatchResult) -> None:
         batch, self._inflight = self._inflight, []
+        if not batch:  # abandoned at stop while the batch was in the database
+            return
         self._retry_delay = 0.0
         self.batches += 1
         self.stored += result.stored
@@ -377,6 +398,8 @@ class BatchWriter:
 
     def _failed(self, failure) -> None:
         batch, self._inflight = self._inflight, []
+        if not batch:  # abandoned at stop
+            return
         self._retry_delay = min(30.0, max(0.5, self._retry_delay * 2))
         log.error("writer_batch_failed", items=len(batch), error=failure.getErrorMessage().strip().splitlines()[0]
                   if failure.getErrorMessage() else failure.type.__name__, retry_in=self._retry_delay)

@@ -204,3 +204,22 @@ async def test_the_writer_pauses_at_the_high_watermark_and_resumes_at_the_low_on
         assert writer.ingest.batches == 2
     finally:
         await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_writer_stopping_while_the_database_is_away_gives_up_after_its_timeout():
+    """Nothing pending was acknowledged, so a stop does not wait forever for a database that
+    is gone: the items are refused (their senders re-send) and the stop completes."""
+    from codec.frame import with_raw
+    from relay.ingest import Refused
+    from tests.support.fixtures import T0, data_frame
+
+    writer = BatchWriter(reactor, "postgresql://postgres@127.0.0.1:1/nowhere", Router(), max_rows=10, interval=0.01)
+    writer._pool.start()
+    writer.running = True
+    item = writer.accept(Received(with_raw(data_frame("LNBSMX01000000009", T0)), "tcp:127.0.0.1:1", T0))
+    refused = []
+    item.addErrback(lambda f: refused.append(f.check(Refused)))
+    await writer.stop(timeout=0.5)
+    assert refused == [Refused]
+    assert writer.backlog == 0
