@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 
 import structlog
 from twisted.internet import protocol
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.python.failure import Failure
 
@@ -115,6 +117,7 @@ class ListenerFactory(protocol.Factory):
         return DeferredList(waits, consumeErrors=True) if waits else succeed(None)
 
 
+@implementer(IPushProducer)
 class FrameProtocol(protocol.Protocol):
     factory: ListenerFactory
     address = "?"
@@ -124,6 +127,8 @@ class FrameProtocol(protocol.Protocol):
         self._idle = None
         self._errors = 0
         self._identified = False
+        #: why reading is paused: "store" (writer behind), "output" (peer not reading)
+        self._held: set[str] = set()
         self._closed: Deferred | None = None
         self.peer = "?"
         self.log = log
@@ -141,6 +146,7 @@ class FrameProtocol(protocol.Protocol):
             return
         self.reader = FrameReader(max_length=self.factory.max_frame_bytes)
         self._closed = Deferred()
+        self.transport.registerProducer(self, True)
         self.factory.session_started(self)
         self._reset_idle()
         self.log.debug("connection_opened")
@@ -174,11 +180,35 @@ class FrameProtocol(protocol.Protocol):
         self.transport.loseConnection()
         return d
 
+    # -- flow control: stop reading while storage is behind, or while the peer does not read
+    #    the answers it is sent (this protocol is the push producer of its own output) -----
     def pause(self) -> None:
-        self.transport.pauseProducing()
+        """Storage is behind (the writer's high watermark)."""
+        self._hold("store")
 
     def resume(self) -> None:
-        self.transport.resumeProducing()
+        self._release("store")
+
+    def pauseProducing(self) -> None:
+        """The transport's outgoing buffer is full: the peer reads nothing."""
+        self._hold("output")
+
+    def resumeProducing(self) -> None:
+        self._release("output")
+
+    def stopProducing(self) -> None:
+        self._held.clear()
+
+    def _hold(self, reason: str) -> None:
+        if not self._held:
+            self.transport.pauseProducing()
+        self._held.add(reason)
+
+    def _release(self, reason: str) -> None:
+        if reason in self._held:
+            self._held.discard(reason)
+            if not self._held and self.transport is not None and self._closed is not None:
+                self.transport.resumeProducing()
 
     def _reset_idle(self) -> None:
         if self._idle is not None and self._idle.active():

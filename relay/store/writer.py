@@ -68,6 +68,11 @@ class BatchResult:
     seconds: float = 0.0
 
 
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 class Router:
     """Decides the upstreams of a frame; the node gives one built from config and registry.
     ``routes(frame)`` returns (upstream names, registered?)."""
@@ -117,12 +122,13 @@ class _Worker:
         except psycopg.OperationalError:
             self.close()
             raise
-        except psycopg.Error:
+        except psycopg.Error as exc:
             conn.rollback()
             self._forget()
-            if len(batch) == 1:
-                raise
-            result = self._isolate(batch)
+            if len(batch) == 1:  # nothing to isolate: this item is the one the database refuses
+                result = BatchResult(items=1, refused={0: _reason(exc)})
+            else:
+                result = self._isolate(batch)
         result.seconds = time.perf_counter() - started
         return result
 
@@ -138,7 +144,7 @@ class _Worker:
             except psycopg.Error as exc:
                 self.conn.rollback()
                 self._forget()
-                total.refused[i] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+                total.refused[i] = _reason(exc)
                 continue
             total.stored += part.stored
             total.duplicates += part.duplicates
@@ -241,6 +247,8 @@ class BatchWriter:
         self._inflight: list[tuple[Received, Deferred]] = []
         self._timer = None
         self._retry_delay = 0.0
+        #: a failed batch waits for its retry: arrivals must not trigger attempts sooner
+        self._retrying = False
         self._pressure = False
         self._pressure_listeners: list[Callable[[bool], None]] = []
         self._commit_listeners: list[Callable[[BatchResult], None]] = []
@@ -312,7 +320,7 @@ class BatchWriter:
         backlog = len(self._pending) + len(self._inflight)
         if not self._pressure and backlog >= self.high:
             self._set_pressure(True)
-        if len(self._pending) >= self.max_rows:
+        if len(self._pending) >= self.max_rows and not self._retrying:
             self._flush()
         elif self._timer is None:
             self._timer = self.reactor.callLater(self.interval, self._on_timer)
@@ -351,6 +359,11 @@ class BatchWriter:
         self._timer = None
         self._flush()
 
+    def _flush_now(self) -> None:
+        """A flush not caused by the timer: skipped while a failed batch waits for its retry."""
+        if not self._retrying:
+            self._flush()
+
     def _flush(self) -> None:
         if self._inflight or not self._pending:
             return
@@ -369,6 +382,7 @@ class BatchWriter:
         if not batch:  # abandoned at stop while the batch was in the database
             return
         self._retry_delay = 0.0
+        self._retrying = False
         self.batches += 1
         self.stored += result.stored
         self.duplicates += result.duplicates
@@ -405,6 +419,7 @@ class BatchWriter:
                   if failure.getErrorMessage() else failure.type.__name__, retry_in=self._retry_delay)
         # keep the batch, in order, in front of what arrived meanwhile
         self._pending = batch + self._pending
+        self._retrying = True
         if not self._pressure and self.backlog >= self.high:
             self._set_pressure(True)
         self._timer = self.reactor.callLater(self._retry_delay, self._on_timer)
@@ -413,7 +428,7 @@ class BatchWriter:
         if self._pressure and self.backlog <= self.low:
             self._set_pressure(False)
         if len(self._pending) >= self.max_rows or (self._pending and self._stopping is not None):
-            self._flush()
+            self._flush_now()
         elif self._pending and self._timer is None:
             self._timer = self.reactor.callLater(self.interval, self._on_timer)
         self._maybe_finish_stop()
