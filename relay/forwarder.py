@@ -107,8 +107,17 @@ class Forwarder:
         log.info("forwarder_started", upstream=self.name, cursor=self.durable)
         self.wake()  # the link may have logged in before the cursor was loaded
 
+    def _release_transport(self) -> None:
+        transport = getattr(self._proto, "transport", None)
+        if transport is not None:
+            try:
+                transport.unregisterProducer()  # a TLS transport does not close while it has one
+            except RuntimeError:
+                pass
+
     async def stop(self) -> None:
         self.running = False
+        self._release_transport()
         if self._poll is not None and self._poll.running:
             self._poll.stop()
         await self.pool.run(save_and_fetch, self.name, self.durable, self._acked_since_save, self.durable, 0)
@@ -125,6 +134,7 @@ class Forwarder:
         self.wake()
 
     def link_offline(self) -> None:
+        self._release_transport()
         self._proto = None
         self._rows.clear()
         self._rewind()

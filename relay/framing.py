@@ -142,7 +142,7 @@ class FrameProtocol(protocol.Protocol):
         if not self.factory.admit(self):
             self.reader = None
             self._closed = None
-            self.transport.loseConnection()
+            self.lose()
             return
         self.reader = FrameReader(max_length=self.factory.max_frame_bytes)
         self._closed = Deferred()
@@ -177,8 +177,19 @@ class FrameProtocol(protocol.Protocol):
             return succeed(None)
         self._closed.addBoth(lambda _: d.callback(None))
         self.log.info("connection_closing", reason=reason)
-        self.transport.loseConnection()
+        self.lose()
         return d
+
+    def lose(self) -> None:
+        """Close the connection. The session is the producer of its own transport, and a TLS
+        transport waits for its producer to go away before it closes: unregister first."""
+        if self.transport is None:
+            return
+        try:
+            self.transport.unregisterProducer()
+        except RuntimeError:  # none registered (a test transport says so)
+            pass
+        self.transport.loseConnection()
 
     # -- flow control: stop reading while storage is behind, or while the peer does not read
     #    the answers it is sent (this protocol is the push producer of its own output) -----
@@ -219,7 +230,7 @@ class FrameProtocol(protocol.Protocol):
     def _idle_expired(self) -> None:
         self._idle = None
         self.log.info("connection_idle_timeout", seconds=self.factory.idle_timeout)
-        self.transport.loseConnection()
+        self.lose()
 
     # -- bytes in ---------------------------------------------------------------------
     def _identify(self) -> bool:
@@ -236,7 +247,7 @@ class FrameProtocol(protocol.Protocol):
         self.log = log.bind(listener=self.factory.name, peer=self.peer)
         if self.factory.per_address.get(host, 0) > self.factory.max_per_address:
             self.factory._refuse(host, "too_many_from_address")
-            self.transport.loseConnection()
+            self.lose()
             return False
         return True
 
@@ -256,7 +267,7 @@ class FrameProtocol(protocol.Protocol):
                 self._errors += 1
                 if self._errors >= MAX_CONSECUTIVE_ERRORS:
                     self.log.warning("connection_closing", reason="too_many_errors", errors=self._errors)
-                    self.transport.loseConnection()
+                    self.lose()
                     return
 
     def _refused(self, err: FrameError) -> None:

@@ -68,7 +68,7 @@ class PlatformSession(FrameProtocol):
         self._login_timer = None
         if self.state is PState.NEW:
             self.factory.audit.record(self.peer, "platform_login", "refused", reason="login_timeout")
-            self.transport.loseConnection()
+            self.lose()
 
     def session_closed(self, reason: Failure) -> None:
         if self._login_timer is not None and self._login_timer.active():
@@ -130,7 +130,7 @@ class PlatformSession(FrameProtocol):
             other = self.factory.online.get(username)
             if other is not None and other is not self:
                 other.log.info("session_replaced", account=username)
-                other.transport.loseConnection()
+                other.lose()
             self.account = account
             self.state = PState.ONLINE
             self.factory.online[username] = self

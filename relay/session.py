@@ -241,7 +241,7 @@ class TerminalSession(FrameProtocol):
         if self.vin and self.factory.online.get(self.vin) is self:
             del self.factory.online[self.vin]
         self.log.info("connection_closing", reason=reason)
-        self.transport.loseConnection()
+        self.lose()
 
     def session_closed(self, reason: Failure) -> None:
         if self.vin and self.factory.online.get(self.vin) is self:

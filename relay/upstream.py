@@ -108,6 +108,17 @@ class UpstreamProtocol(protocol.Protocol):
     def write_raw(self, raw: bytes) -> None:
         self.transport.write(raw)
 
+    def lose(self) -> None:
+        """Close; the forwarder is this transport's producer, and a TLS transport waits for
+        its producer to go away before it closes."""
+        if self.transport is None:
+            return
+        try:
+            self.transport.unregisterProducer()
+        except RuntimeError:  # none registered (a test transport says so)
+            pass
+        self.transport.loseConnection()
+
 
 class _Factory(protocol.Factory):
     noisy = False
@@ -199,6 +210,11 @@ class UpstreamLink(Service):
                 log.warning("upstream_logout_unanswered", upstream=self.name, error=str(exc) or type(exc).__name__)
         if self._login_call is not None and not self._login_call.called:
             self._login_call.cancel()
+        if self.proto is not None and self.proto.transport is not None:
+            try:
+                self.proto.transport.unregisterProducer()  # the forwarder's; TLS waits for it
+            except RuntimeError:
+                pass
         if self._client is not None:
             await self._client.stopService()
         self._set_state("offline")
@@ -232,7 +248,7 @@ class UpstreamLink(Service):
             self._refused_in_a_row += 1
             log.warning("upstream_login_refused", upstream=self.name, error=f.getErrorMessage() or f.type.__name__)
             if proto.transport is not None:
-                proto.transport.loseConnection()
+                proto.lose()
 
         return d.addCallbacks(ok, refused)
 
@@ -274,7 +290,7 @@ class UpstreamLink(Service):
         def missed(f):
             if proto is self.proto and proto.transport is not None:
                 log.warning("upstream_heartbeat_missed", upstream=self.name, error=f.getErrorMessage())
-                proto.transport.loseConnection()
+                proto.lose()
             return f
 
         return d.addErrback(missed)

@@ -422,6 +422,8 @@ class BatchWriter:
         self._retrying = True
         if not self._pressure and self.backlog >= self.high:
             self._set_pressure(True)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()  # a batch timer started during the failed attempt
         self._timer = self.reactor.callLater(self._retry_delay, self._on_timer)
 
     def _after_batch(self) -> None:
