@@ -31,6 +31,8 @@ from twisted.internet.interfaces import IPushProducer
 from codec import Command
 from codec.forwarding import retag
 
+from .framing import release_producer
+
 log = structlog.get_logger("relay.forwarder")
 
 
@@ -108,12 +110,7 @@ class Forwarder:
         self.wake()  # the link may have logged in before the cursor was loaded
 
     def _release_transport(self) -> None:
-        transport = getattr(self._proto, "transport", None)
-        if transport is not None:
-            try:
-                transport.unregisterProducer()  # a TLS transport does not close while it has one
-            except RuntimeError:
-                pass
+        release_producer(getattr(self._proto, "transport", None))
 
     async def stop(self) -> None:
         self.running = False

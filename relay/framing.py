@@ -29,6 +29,23 @@ log = structlog.get_logger("relay.listener")
 MAX_CONSECUTIVE_ERRORS = 50
 
 
+def release_producer(transport) -> None:
+    """Unregister whatever produces into ``transport``: a TLS transport does not close while
+    it has a producer, so every close of ours goes through here."""
+    if transport is None:
+        return
+    try:
+        transport.unregisterProducer()
+    except RuntimeError:  # none registered (a test transport says so)
+        pass
+
+
+def lose(transport) -> None:
+    if transport is not None:
+        release_producer(transport)
+        transport.loseConnection()
+
+
 def utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
 
@@ -181,15 +198,8 @@ class FrameProtocol(protocol.Protocol):
         return d
 
     def lose(self) -> None:
-        """Close the connection. The session is the producer of its own transport, and a TLS
-        transport waits for its producer to go away before it closes: unregister first."""
-        if self.transport is None:
-            return
-        try:
-            self.transport.unregisterProducer()
-        except RuntimeError:  # none registered (a test transport says so)
-            pass
-        self.transport.loseConnection()
+        """Close the connection (the session is the producer of its own transport)."""
+        lose(self.transport)
 
     # -- flow control: stop reading while storage is behind, or while the peer does not read
     #    the answers it is sent (this protocol is the push producer of its own output) -----

@@ -32,6 +32,8 @@ from twisted.internet.task import LoopingCall
 import codec
 from codec import Command, Edition, Encryption, Frame, FrameReader, Response
 
+from .framing import lose, release_producer
+
 log = structlog.get_logger("relay.upstream")
 
 
@@ -109,15 +111,8 @@ class UpstreamProtocol(protocol.Protocol):
         self.transport.write(raw)
 
     def lose(self) -> None:
-        """Close; the forwarder is this transport's producer, and a TLS transport waits for
-        its producer to go away before it closes."""
-        if self.transport is None:
-            return
-        try:
-            self.transport.unregisterProducer()
-        except RuntimeError:  # none registered (a test transport says so)
-            pass
-        self.transport.loseConnection()
+        """Close (the forwarder is this transport's producer)."""
+        lose(self.transport)
 
 
 class _Factory(protocol.Factory):
@@ -210,11 +205,8 @@ class UpstreamLink(Service):
                 log.warning("upstream_logout_unanswered", upstream=self.name, error=str(exc) or type(exc).__name__)
         if self._login_call is not None and not self._login_call.called:
             self._login_call.cancel()
-        if self.proto is not None and self.proto.transport is not None:
-            try:
-                self.proto.transport.unregisterProducer()  # the forwarder's; TLS waits for it
-            except RuntimeError:
-                pass
+        if self.proto is not None:
+            release_producer(self.proto.transport)  # the forwarder's; TLS waits for it
         if self._client is not None:
             await self._client.stopService()
         self._set_state("offline")
