@@ -43,7 +43,8 @@ import yaml
 
 from . import emit
 from .ingest_bench import (LoadProcess, bench_server, drop_database, fresh_database, machine_cpu, machine_cpu_pct, pct,
-                           postgres_cpu_seconds, postmaster_pid, proc_cpu_seconds, proc_peak_rss_mb, seed_database, window_rate)
+                           postgres_cpu_seconds, postmaster_pid, proc_cpu_seconds, proc_peak_rss_mb, run_environment, seed_database,
+                           window_rate)
 from .loadgen import raise_nofile_limit
 
 TIERS = ("provincial", "municipal", "enterprise")  # start order: a link finds its peer listening
@@ -353,9 +354,7 @@ def run(args) -> int:
         "cpu_pct": cpu_pct,
         "machine_cpu_pct": machine,
         "peak_rss_mb": out.get("rss", {}),
-        "database": "RELAY_BENCH_DSN" if os.environ.get("RELAY_BENCH_DSN") else "embedded pgserver",
-        "cpus": os.cpu_count(),
-        "python": ".".join(map(str, sys.version_info[:2])),
+        **run_environment(),
     }
     ok = (bool(out.get("nodes_started")) and sent > 0 and result["lost"] == 0 and out.get("loadgen_rc") == 0
           and result["terminals_logged_in"] == terminals and not result["private_frames_upstream"])

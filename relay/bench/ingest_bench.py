@@ -176,6 +176,12 @@ def postgres_cpu_seconds(postmaster: int | None) -> float | None:
     return total
 
 
+def run_environment() -> dict:
+    """Where a benchmark ran: its database, the machine's CPUs, the Python version."""
+    return {"database": "RELAY_BENCH_DSN" if os.environ.get("RELAY_BENCH_DSN") else "embedded pgserver",
+            "cpus": os.cpu_count(), "python": ".".join(map(str, sys.version_info[:2]))}
+
+
 def machine_cpu() -> tuple[float, ...] | None:
     """Machine-wide CPU jiffies from /proc/stat: (user+nice, system+irq+softirq, iowait, idle, steal)."""
     try:
@@ -487,9 +493,7 @@ def run(args) -> int:
         "backpressure_episodes": sum(1 for _, on in out.get("pressure", []) if on),
         "frames_refused": out.get("refusals", {}),
         "loadgen_exit_status": out.get("loadgen_rc"),
-        "database": "RELAY_BENCH_DSN" if os.environ.get("RELAY_BENCH_DSN") else "embedded pgserver",
-        "cpus": os.cpu_count(),
-        "python": ".".join(map(str, sys.version_info[:2])),
+        **run_environment(),
     }
     ok = (bool(out.get("node_started")) and sent > 0 and result["lost"] == 0
           and result["terminals_logged_in"] == terminals and out.get("loadgen_rc") == 0)

@@ -63,7 +63,7 @@ from . import emit
 from .e2e_bench import _percentile
 from .ingest_bench import (FLEET_SEED, LoadProcess, _run_reactor, _until, bench_server, count_data_frames,
                            drop_database, fresh_database, machine_cpu, machine_cpu_pct, node_config, pct,
-                           proc_cpu_seconds, seed_database)
+                           proc_cpu_seconds, run_environment, seed_database)
 from .loadgen import raise_nofile_limit
 
 DEFAULT_TERMINALS = 2000
@@ -394,9 +394,7 @@ def run(args) -> int:
                         "bookkeeping; not the load generator, not PostgreSQL",
         "loadavg_1m_start": round(load1_start, 2),
         "loadavg_1m_end": round(os.getloadavg()[0], 2),
-        "database": "RELAY_BENCH_DSN" if os.environ.get("RELAY_BENCH_DSN") else "embedded pgserver",
-        "cpus": os.cpu_count(),
-        "python": ".".join(map(str, sys.version_info[:2])),
+        **run_environment(),
     }
     ok = (bool(out.get("node_started")) and sent > 0 and result["lost"] == 0
           and result["terminals_logged_in"] == terminals and out.get("loadgen_rc") == 0)
