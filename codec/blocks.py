@@ -7,10 +7,12 @@ with ``decode(buf, off) -> (value, end)`` and ``encode(value) -> bytes`` built f
 
 from __future__ import annotations
 
+import copy
 import struct
+from dataclasses import replace
 
 from .errors import BadBody, EncodeError
-from .fields import FastConstruct, FixedBlock, ScaledArray
+from .fields import ARRAY_TYPES, FastConstruct, FixedBlock, ScaledArray
 
 _B = struct.Struct(">B")
 _H = struct.Struct(">H")
@@ -49,6 +51,14 @@ class ListOf(FastConstruct):
             rec, off = item.decode(buf, off)
             out.append(rec)
         return out, off
+
+    def packed(self) -> "ListOf":
+        item = self.item.packed()
+        if item is self.item:
+            return self
+        clone = copy.copy(self)
+        clone.item = item
+        return clone
 
     def encode(self, value: list | str | None) -> bytes:
         if self.marked_count and (value is None or value == "abnormal"):
@@ -161,6 +171,11 @@ class Subsystems(FastConstruct):
             out.append(rec)
         return out, off
 
+    def packed(self) -> "Subsystems":
+        clone = copy.copy(self)
+        clone.array = replace(self.array, packed=True)
+        return clone
+
     def encode(self, value: list | str | None) -> bytes:
         if self.marked_count and (value is None or value == "abnormal"):
             return b"\xff" if value is None else b"\xfe"
@@ -169,7 +184,7 @@ class Subsystems(FastConstruct):
         parts = [bytes((len(value),))]
         for rec in value:
             arr = rec.get(self.array_key)
-            if arr is not None and not isinstance(arr, list):
+            if arr is not None and not isinstance(arr, ARRAY_TYPES):
                 raise EncodeError(f"{self.name}: {self.array_key} must be a list")
             head = dict(rec)
             if arr is not None:
@@ -236,6 +251,12 @@ class Composite(FastConstruct):
             rec["invalid"] = inv
         return rec, off
 
+    def packed(self) -> "Composite":
+        clone = copy.copy(self)
+        clone.parts = [part if isinstance(part, FixedBlock) else (replace(part[0], packed=True), part[1])
+                       for part in self.parts]
+        return clone
+
     def encode(self, rec: dict) -> bytes:
         if not isinstance(rec, dict):
             raise EncodeError(f"{self.name}: expected an object")
@@ -249,7 +270,7 @@ class Composite(FastConstruct):
                 if values is None:
                     full[count_field] = None
                     _rename_marker(full, array.name, count_field)
-                elif isinstance(values, list):
+                elif isinstance(values, ARRAY_TYPES):
                     full[count_field] = len(values)
                 else:
                     raise EncodeError(f"{self.name}.{array.name}: expected a list")

@@ -23,6 +23,7 @@ are exact inverses for every raw value.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -164,6 +165,10 @@ class FastConstruct(construct.Construct):
     def encode(self, value: Any) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def packed(self) -> "FastConstruct":
+        """The same block with its scaled arrays left packed (:class:`PackedValues`)."""
+        return self
+
     def _parse(self, stream, context, path):
         start = construct.stream_tell(stream, path)
         rest = construct.stream_read_entire(stream, path)
@@ -221,15 +226,80 @@ def _out_of_range(block: FixedBlock, value: dict) -> str:
     return "out of range: " + ", ".join(bad) if bad else "value out of range"
 
 
+class PackedValues(Sequence):
+    """The values of a :class:`ScaledArray` kept as received, converted on first use.
+
+    A node that stores and forwards a frame never reads its cell voltages one by one: it
+    archives the raw frame and keeps only the extremes. Leaving the array packed saves
+    most of a realtime frame's decoding. It behaves as the list it stands for (length,
+    items, iteration, equality with lists); it is only made when no value carries a
+    marker, so it never adds to ``abnormal``/``invalid``. Encoding gives back the bytes.
+    """
+
+    __slots__ = ("array", "data", "_values")
+
+    def __init__(self, array: "ScaledArray", data: bytes) -> None:
+        self.array = array
+        self.data = data
+        self._values: list | None = None
+
+    def values(self) -> list:
+        if self._values is None:
+            arr = self.array
+            raw = arr._struct(len(self.data) // arr.size).unpack(self.data)
+            d, o = arr.divisor, arr.raw_offset
+            if d == 1:
+                self._values = [v + o for v in raw] if o else list(raw)
+            else:
+                self._values = [(v + o) / d for v in raw] if o else [v / d for v in raw]
+        return self._values
+
+    def extreme(self, pick) -> float | int | None:
+        """``pick`` (max or min) of the values, computed on the raw integers."""
+        if not self.data:
+            return None
+        arr = self.array
+        v = pick(arr._struct(len(self.data) // arr.size).unpack(self.data)) + arr.raw_offset
+        return v / arr.divisor if arr.divisor != 1 else v
+
+    def __len__(self) -> int:
+        return len(self.data) // self.array.size
+
+    def __getitem__(self, index):
+        return self.values()[index]
+
+    def __iter__(self):
+        return iter(self.values())
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, PackedValues):
+            return self.values() == other.values()
+        if isinstance(other, (list, tuple)):
+            return self.values() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a list stand-in: unhashable
+
+    def __repr__(self) -> str:
+        return repr(self.values())
+
+
+#: what an array value may be: a list, or the same values still packed
+ARRAY_TYPES = (list, PackedValues)
+
+
 @dataclass(frozen=True)
 class ScaledArray:
-    """``count`` values of one scaled type, with markers, decoded in one struct call."""
+    """``count`` values of one scaled type, with markers, decoded in one struct call.
+    With ``packed`` set the values stay bytes (:class:`PackedValues`) unless one of them is
+    a marker."""
 
     name: str
     code: str
     divisor: int = 1
     raw_offset: int = 0
     markers: bool = True
+    packed: bool = False
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -247,6 +317,10 @@ class ScaledArray:
         end = off + st.size
         if end > len(buf):
             raise BadBody(f"{self.name}: {count} values need {st.size} bytes, {len(buf) - off} left", off)
+        if self.packed:
+            data = bytes(buf[off:end])
+            if not self.markers or not self._may_hold_markers(data):
+                return PackedValues(self, data), end
         values = st.unpack_from(buf, off)
         full = (1 << (8 * self.size)) - 1
         d, o = self.divisor, self.raw_offset
@@ -265,7 +339,17 @@ class ScaledArray:
             return [(v + o) / d for v in values], end
         return [v / d for v in values], end
 
+    def _may_hold_markers(self, data: bytes) -> bool:
+        """Whether a value may be 0xFE../0xFF..: every marker's first byte is 0xFF (wider
+        values) or 0xFE/0xFF (one byte); a quick scan of those bytes only."""
+        if self.size == 1:
+            return b"\xfe" in data or b"\xff" in data
+        return b"\xff" in data[::self.size]
+
     def encode(self, values: list, ab: tuple | list = (), inv: tuple | list = ()) -> bytes:
+        if isinstance(values, PackedValues) and values.array.code == self.code \
+                and values.array.divisor == self.divisor and values.array.raw_offset == self.raw_offset:
+            return values.data
         full = (1 << (8 * self.size)) - 1
         d, o = self.divisor, self.raw_offset
         raws = []

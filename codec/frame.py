@@ -57,9 +57,11 @@ def check_vin(raw17: bytes, offset: int = 5) -> str:
     """The unique id as text: printable ASCII, optionally NUL-padded at the end
     (a platform's own id may be shorter than 17)."""
     text = raw17.rstrip(b"\x00")
-    if not text or any(b < 0x20 or b > 0x7E for b in text):
+    # ASCII 0x20-0x7E is exactly what str.isprintable() accepts of ASCII
+    vin = text.decode("ascii", "replace")
+    if not vin or not vin.isascii() or not vin.isprintable():
         raise BadVin(f"unique id {raw17!r} is not printable ASCII", offset)
-    return text.decode("ascii")
+    return vin
 
 
 # --- data-unit dispatch ------------------------------------------------------------
@@ -121,13 +123,19 @@ def _bodies() -> dict[int, tuple[Decoder, Encoder]]:
     return _BODIES
 
 
-def decode_body(edition: Edition, command: int, response: int, data: bytes) -> Any:
+_DATA_COMMANDS = (Command.REALTIME, Command.REISSUE)
+
+
+def decode_body(edition: Edition, command: int, response: int, data: bytes, packed: bool = False) -> Any:
     """Decode a plain-text data unit. Answers carry the time (most commands), nothing
     (heartbeat), or the parameter list (query answer); an answer body with another
-    layout is kept :class:`bodies.Opaque` rather than refused."""
+    layout is kept :class:`bodies.Opaque` rather than refused. ``packed``: see
+    :func:`codec.realtime.decode_realtime`."""
     if response == Response.COMMAND:
         if not data:
             return None
+        if packed and command in _DATA_COMMANDS:
+            return decode_realtime(edition, data, True)
         dec = _bodies()[command][0]
         if dec is None:
             # heartbeat and time calibration: empty, though some terminals send the time
@@ -205,7 +213,7 @@ def decode_frame(data: bytes, keys: Keys | None = None) -> Frame:
 
 
 def decode_checked(data: bytes, edition: Edition, command: int, response: int, vin: str, encryption: int,
-                   keys: Keys | None = None) -> Frame:
+                   keys: Keys | None = None, packed: bool = False) -> Frame:
     """Decode a frame whose header, length and BCC the caller has already checked."""
     if command not in valid_commands(edition):
         raise UnknownCommand(f"command 0x{command:02X} not defined in {edition.value}", 2, data)
@@ -219,7 +227,7 @@ def decode_checked(data: bytes, edition: Edition, command: int, response: int, v
     else:
         plain = unit
     try:
-        body = decode_body(edition, command, response, plain)
+        body = decode_body(edition, command, response, plain, packed)
     except FrameError as exc:
         if encrypted:
             # a wrong key can decrypt to garbage (RSA implicit rejection, SM2 without a C3

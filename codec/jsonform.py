@@ -14,6 +14,7 @@ from . import bodies, bodies_2025, charging, params
 from .commands import (COMMAND_NAMES, ENCRYPTION_NAMES, RESPONSE_NAMES, Command, Edition, Response, name_of,
                        value_of)
 from .errors import EncodeError
+from .fields import PackedValues
 from .frame import Frame
 from .realtime import RealtimeData, Signature
 from .timefield import format_iso, parse_iso
@@ -26,8 +27,19 @@ def _jsonable(value: Any) -> Any:
         return value.hex()
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, PackedValues)):
         return [_jsonable(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Realtime items as JSON-native values: packed arrays become lists."""
+    if isinstance(value, PackedValues):
+        return value.values()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     return value
 
 
@@ -36,7 +48,7 @@ def body_to_json(body: Any, edition: Edition = Edition.V2016) -> Any:
         return None
     if isinstance(body, RealtimeData):
         out: dict = {"collected_at": format_iso(body.collected_at)}
-        out.update(body.items)
+        out.update(_plain(body.items))
         if body.signature is not None:
             out["signature"] = body.signature.to_json()
         if body.trailing:

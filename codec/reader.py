@@ -45,11 +45,14 @@ def _find_start(buf: bytearray, pos: int) -> int:
 
 
 class FrameReader:
-    def __init__(self, max_length: int = MAX_DATA_LENGTH, keys: Keys | None = None) -> None:
+    def __init__(self, max_length: int = MAX_DATA_LENGTH, keys: Keys | None = None, packed: bool = False) -> None:
+        """``packed``: realtime arrays stay packed (:class:`codec.fields.PackedValues`), for a
+        node that stores and forwards frames rather than reading every cell."""
         if not 0 <= max_length <= MAX_DATA_LENGTH:
             raise ValueError(f"max_length must be within 0-{MAX_DATA_LENGTH}")
         self.max_length = max_length
         self.keys = keys
+        self.packed = packed
         self._buf = bytearray()
         #: stream offset of ``_buf[0]``
         self._base = 0
@@ -110,7 +113,7 @@ class FrameReader:
                 pos += 1
                 continue
             try:
-                out.append(decode_checked(bytes(buf[pos:end]), *header[:5], keys=self.keys))
+                out.append(decode_checked(bytes(buf[pos:end]), *header[:5], keys=self.keys, packed=self.packed))
             except FrameError as exc:
                 # a cut-short frame whose declared end happens to hold a matching check code
                 # (1 in 256): if a whole valid frame starts inside it, that one is real

@@ -94,6 +94,9 @@ def _renumber(items: dict) -> dict:
 
 _TYPES = {Edition.V2016: realtime_2016.TYPES, Edition.V2025: realtime_2025.TYPES}
 _KEYS = {ed: {key: (tid, blk) for tid, (key, blk) in types.items()} for ed, types in _TYPES.items()}
+#: the same tables with scaled arrays left packed (see :class:`codec.fields.PackedValues`)
+_PACKED_TYPES = {ed: {tid: (key, blk.packed() if hasattr(blk, "packed") else blk)
+                      for tid, (key, blk) in types.items()} for ed, types in _TYPES.items()}
 
 
 def _put(items: dict, key: str, value) -> None:
@@ -139,12 +142,13 @@ def _find_signature(buf: bytes, off: int) -> int:
     return candidates[0] if candidates else -1
 
 
-def decode_realtime(edition: Edition, buf: bytes) -> RealtimeData:
-    """Decode a realtime/reissue data unit (plain text, after any decryption)."""
+def decode_realtime(edition: Edition, buf: bytes, packed: bool = False) -> RealtimeData:
+    """Decode a realtime/reissue data unit (plain text, after any decryption). With
+    ``packed``, arrays of scaled values without markers stay packed until read."""
     if len(buf) < 6:
         raise BadBody(f"data unit of {len(buf)} bytes has no collection time", 0)
     collected_at = decode_time(buf, 0)
-    types = _TYPES[edition]
+    types = (_PACKED_TYPES if packed else _TYPES)[edition]
     is_2025 = edition is Edition.V2025
     items: dict = {}
     off = 6

@@ -225,14 +225,13 @@ class Alarm(FastConstruct):
             rec["abnormal" if level == 0xFE else "invalid"] = ["max_level"]
         else:
             rec["max_level"] = level
-        rec["flags"] = flag_names(bits, self.flags)
-        for key in FAULT_LISTS:
-            if off < len(buf) and buf[off] >= 0xFE:  # a marked count: no codes follow
-                rec[key] = None
-                rec.setdefault("abnormal" if buf[off] == 0xFE else "invalid", []).append(key)
-                off += 1
-                continue
-            rec[key], off = FaultCodes.decode(buf, off, key)
+        rec["flags"] = flag_names(bits, self.flags) if bits else []
+        if buf[off:off + 4] == b"\x00\x00\x00\x00":  # no fault codes: the usual frame
+            for key in FAULT_LISTS:
+                rec[key] = []
+            off += 4
+        else:
+            off = self._fault_lists(buf, off, rec)
         if self.with_levels:
             n = u8(buf, off, "alarm.flag_levels")
             off += 1
@@ -248,6 +247,17 @@ class Alarm(FastConstruct):
             ]
             off += 2 * n
         return rec, off
+
+    @staticmethod
+    def _fault_lists(buf, off: int, rec: dict) -> int:
+        for key in FAULT_LISTS:
+            if off < len(buf) and buf[off] >= 0xFE:  # a marked count: no codes follow
+                rec[key] = None
+                rec.setdefault("abnormal" if buf[off] == 0xFE else "invalid", []).append(key)
+                off += 1
+                continue
+            rec[key], off = FaultCodes.decode(buf, off, key)
+        return off
 
     def encode(self, rec):
         level = rec.get("max_level")
