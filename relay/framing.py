@@ -71,6 +71,9 @@ class ListenerFactory(protocol.Factory):
         self.frames_refused: dict[str, int] = {}
         ingest.add_pressure_listener(self._pressure)
 
+    def now(self) -> datetime:
+        return utc(self.clock.seconds())
+
     def buildProtocol(self, addr):
         host = getattr(addr, "host", str(addr))
         if len(self.sessions) >= self.max_connections:
@@ -161,7 +164,7 @@ class FrameProtocol(protocol.Protocol):
             self._closed = None
             self.lose()
             return
-        self.reader = FrameReader(max_length=self.factory.max_frame_bytes)
+        self.reader = FrameReader(max_length=self.factory.max_frame_bytes, packed=True)
         self._closed = Deferred()
         self.transport.registerProducer(self, True)
         self.factory.session_started(self)
@@ -316,4 +319,4 @@ class FrameProtocol(protocol.Protocol):
         self.transport.write(data)
 
     def now(self) -> datetime:
-        return utc(self.factory.clock.seconds())
+        return self.factory.now()

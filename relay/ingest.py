@@ -3,7 +3,10 @@
 A protocol turns each accepted frame into a :class:`Received` and calls
 ``ingest.accept(received)``; the returned Deferred fires once the frame is committed
 (or fails with :class:`Refused` when storage refuses that one item). Answers that
-acknowledge data wait for it (house rule 3).
+acknowledge data wait for it (house rule 3). A frame nobody answers goes through
+``ingest.submit(received)`` instead: no Deferred (the hot path of a node is one
+realtime frame after another); storage logs a refusal and calls the item's
+``on_refused`` when it has one.
 
 ``InMemoryIngest`` implements the same interface for protocol tests; it passes the same
 contract tests as the PostgreSQL-backed :class:`relay.store.writer.BatchWriter`.
@@ -37,10 +40,15 @@ class Received:
     #: not stored: its Deferred fires once everything accepted before it is committed
     #: (a platform's heartbeat is answered that way, so its answer acknowledges the data)
     barrier: bool = False
+    #: for a submitted item: called with (item, reason) if storage refuses it
+    on_refused: Callable[["Received", str], None] | None = None
 
 
 class Ingest(Protocol):
     def accept(self, item: Received) -> Deferred: ...
+
+    def submit(self, item: Received) -> None:
+        """Store ``item`` in order with the accepted ones; nobody waits for it."""
 
     def add_pressure_listener(self, callback: Callable[[bool], None]) -> None:
         """``callback(True)`` when storage falls behind (stop reading), ``False`` when caught up."""
@@ -70,6 +78,9 @@ class InMemoryIngest:
             return d
         self.items.append(item)
         return succeed(None)
+
+    def submit(self, item: Received) -> None:
+        self.accept(item)
 
     def hold(self) -> None:
         self.holding = True

@@ -161,6 +161,11 @@ class PlatformSession(FrameProtocol):
     def _after_commit(self, frame: Frame, barrier: bool = False, answer: bool = True):
         item = Received(frame, f"platform:{self.account.username}", self.now(), "platform", self.account.username,
                         barrier=barrier)
+        if not answer and not barrier:
+            # nothing waits for it: storage tells us only of a refusal, which is answered
+            item.on_refused = self._not_stored
+            self.factory.ingest.submit(item)
+            return None
         d = self.factory.ingest.accept(item)
 
         def stored(_):
@@ -172,6 +177,11 @@ class PlatformSession(FrameProtocol):
             self.send(codec.answer(frame, Response.ERROR, self.now()))
 
         return d.addCallbacks(stored, failed)
+
+    def _not_stored(self, item: Received, reason: str) -> None:
+        frame = item.frame
+        self.log.error("frame_not_stored", vin=frame.vin, command=frame.command, error=reason)
+        self.send(codec.answer(frame, Response.ERROR, self.now()))
 
     # -- data -------------------------------------------------------------------------
     def on_vehicle_frame(self, frame: Frame) -> None:

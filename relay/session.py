@@ -161,11 +161,10 @@ class TerminalSession(FrameProtocol):
     def on_data(self, frame: Frame) -> None:
         if frame.vin != self.vin:
             return self.refuse(frame, "vin_mismatch", Response.ERROR)
-        d = self.store(frame)
         if self.factory.answer_realtime:
-            self._answer_after_commit(frame, d)
-        else:
-            d.addErrback(lambda f: self.log.error("frame_not_stored", vin=frame.vin, error=f.getErrorMessage()))
+            self._answer_after_commit(frame, self.store(frame))
+        else:  # nothing waits for it; storage logs a refusal (writer_item_refused)
+            self.factory.ingest.submit(Received(frame, self.peer, self.now(), "terminal"))
 
     def on_logout(self, frame: Frame) -> None:
         if frame.vin != self.vin:

@@ -24,6 +24,9 @@ Figures (units in the key names):
 * ``peak_rss_mb``: ``ru_maxrss`` of this process, i.e. the node (reactor, writer thread,
   query pool) plus the benchmark's own bookkeeping; not the load generator (a child) and not
   PostgreSQL;
+* ``node_cpu_us_per_frame``: the node's CPU time from the first frame sent until the
+  database held the last one, per frame stored (what one frame costs the node, whatever
+  else the machine is doing);
 * ``node_cpu_pct``, ``loadgen_cpu_pct``, ``postgres_cpu_pct``: CPU time during the sending
   window / its length (100 = one core; PostgreSQL only when its processes are visible here);
   ``machine_cpu_pct``: how all CPUs' time was spent in that window (user, system, iowait, idle,
@@ -448,7 +451,11 @@ def run(args) -> int:
     start, end = load.get("send_started", 0.0), load.get("send_ended", 0.0)
     committed_rate = window_rate(out.get("samples", []), start, end)
     cpu = out.get("cpu_samples", [])
-    node_pct = loadgen_pct = pg_pct = machine = None
+    node_pct = loadgen_pct = pg_pct = machine = node_us = None
+    if cpu and stored and out.get("drained_at"):
+        first = min(cpu, key=lambda s: abs(s[0] - start))
+        drained = min(cpu, key=lambda s: abs(s[0] - out["drained_at"]))
+        node_us = round(1e6 * (drained[1] - first[1]) / stored, 1)
     if cpu:
         first = min(cpu, key=lambda s: abs(s[0] - start))
         last = min(cpu, key=lambda s: abs(s[0] - end))
@@ -482,6 +489,7 @@ def run(args) -> int:
         "peak_rss_includes": "bench process = node (reactor, writer thread, query pool) + bench bookkeeping; "
                              "not the load generator, not PostgreSQL",
         "node_cpu_pct": node_pct,
+        "node_cpu_us_per_frame": node_us,
         "loadgen_cpu_pct": loadgen_pct,
         "postgres_cpu_pct": pg_pct,
         "machine_cpu_pct": machine,

@@ -167,8 +167,9 @@ async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float,
     committed = [0]
 
     # Every realtime frame's commit time, through the Deferred the writer returns from accept()
-    # (it fires when the frame's batch is committed). Written to a file: the benchmark's own
-    # memory must not grow with the run, or it would show as the node's growth.
+    # (it fires when the frame's batch is committed); frames the sessions submit without one
+    # are accepted here instead (a refusal is logged by the writer). Written to a file: the
+    # benchmark's own memory must not grow with the run, or it would show as the node's growth.
     accept = writer.accept
 
     def accept_and_time(item):
@@ -185,7 +186,11 @@ async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float,
             d.addCallback(stored)
         return d
 
+    def submit_and_time(item):
+        accept_and_time(item).addErrback(lambda _: None)
+
     writer.accept = accept_and_time
+    writer.submit = submit_and_time
     samples: list[tuple] = []
     load: LoadProcess | None = None
 

@@ -9,6 +9,7 @@ import hashlib
 from datetime import datetime
 
 from codec import Command, Frame, RealtimeData
+from codec.fields import PackedValues
 from codec.forwarding import data_unit
 
 DATA_COMMANDS = (Command.REALTIME, Command.REISSUE)
@@ -55,12 +56,31 @@ def _extremes(items: dict) -> tuple:
     ext = items.get("extremes")
     if isinstance(ext, dict):
         return ext.get("max_cell_voltage_v"), ext.get("min_cell_voltage_v"), ext.get("max_temp_c"), ext.get("min_temp_c")
-    cells = [v for sub in (items.get("cell_voltages") or []) if isinstance(sub, dict)
-             for v in (sub.get("cells_v") or []) if v is not None]
-    temps = [t for sub in (items.get("probe_temperatures") or []) if isinstance(sub, dict)
-             for t in (sub.get("temps_c") or []) if t is not None]
-    return (max(cells) if cells else None, min(cells) if cells else None,
-            max(temps) if temps else None, min(temps) if temps else None)
+    cells = _values(items.get("cell_voltages"), "cells_v")
+    temps = _values(items.get("probe_temperatures"), "temps_c")
+    return (_pick(max, cells), _pick(min, cells), _pick(max, temps), _pick(min, temps))
+
+
+def _values(subsystems, key: str) -> list:
+    """The arrays under ``key`` of every subsystem (lists or still packed)."""
+    if not isinstance(subsystems, list):
+        return []
+    return [sub[key] for sub in subsystems if isinstance(sub, dict) and sub.get(key)]
+
+
+def _pick(fn, arrays: list):
+    """max or min over the arrays' values, markers (None) left out; packed arrays are
+    never read value by value."""
+    found = []
+    for arr in arrays:
+        if isinstance(arr, PackedValues):
+            v = arr.extreme(fn)
+        else:
+            present = [x for x in arr if x is not None]
+            v = fn(present) if present else None
+        if v is not None:
+            found.append(v)
+    return fn(found) if found else None
 
 
 def realtime_row(frame_id: int, frame: Frame, received_at: datetime) -> tuple:

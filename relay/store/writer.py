@@ -1,7 +1,7 @@
 """The batch writer: the single path from accepted frames to PostgreSQL.
 
 Reactor side: :meth:`BatchWriter.accept` appends to the pending batch and returns a
-Deferred. A batch is handed to the writer thread when ``batch_max_rows`` items are
+Deferred (:meth:`BatchWriter.submit` appends without one). A batch is handed to the writer thread when ``batch_max_rows`` items are
 pending or ``batch_interval_ms`` has passed; while one batch commits the next one
 accumulates (group commit). Above ``high_watermark`` pending items the pressure
 listeners are told to stop reading; below ``low_watermark`` to resume.
@@ -48,10 +48,14 @@ _REALTIME_TYPES = ["text", "timestamptz", "timestamptz", "int8", "bool", "text",
                    "float4", "float4", "int2", "int2", "int2", "int2"]
 _OUTBOX_TYPES = ["text", "text", "int2", "timestamptz", "timestamptz", "bytea"]
 
-# the newest state per vehicle; moving_at remembers the last time it was seen moving
+_LATEST_TYPES = ["text", "timestamptz", "timestamptz", "text", "text", "float4", "float8", "float4", "float4", "int2",
+                 "bool", "float8", "float8", "int2", "text[]", "timestamptz"]
+
+# the newest state per vehicle (one staged row per vehicle and batch, copied in, then merged
+# in one statement); moving_at remembers the last time it was seen moving
 _LATEST_UPSERT = (
     f"INSERT INTO latest ({', '.join(LATEST_COLUMNS)}, moving_at) "
-    f"VALUES ({', '.join(['%s'] * len(LATEST_COLUMNS))}, %s) "
+    f"SELECT {', '.join(LATEST_COLUMNS)}, moving_at FROM stage_latest "
     f"ON CONFLICT (vin) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in LATEST_COLUMNS[1:])}, "
     "moving_at = CASE WHEN EXCLUDED.speed_kmh > 0 THEN EXCLUDED.collected_at ELSE latest.moving_at END "
     "WHERE latest.collected_at <= EXCLUDED.collected_at")
@@ -96,6 +100,8 @@ class _Worker:
             self.conn = psycopg.connect(self.dsn, application_name="relay-writer", connect_timeout=10)
             self.conn.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_frames
                                  (LIKE frames INCLUDING DEFAULTS, seq integer) ON COMMIT DELETE ROWS""")
+            self.conn.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_latest
+                                 (LIKE latest) ON COMMIT DELETE ROWS""")
             self.conn.commit()
             self.partitions.forget()
         return self.conn
@@ -210,7 +216,12 @@ class _Worker:
                     for row in realtime:
                         cp.write_row(row)
             if latest:
-                cur.executemany(_LATEST_UPSERT, list(latest.values()))
+                with cur.copy(f"COPY stage_latest ({', '.join(LATEST_COLUMNS)}, moving_at) FROM STDIN "
+                              "(FORMAT BINARY)") as cp:
+                    cp.set_types(_LATEST_TYPES)
+                    for row in latest.values():
+                        cp.write_row(row)
+                cur.execute(_LATEST_UPSERT)
             if logins:
                 cur.executemany("INSERT INTO logins (vin, event, serial, iccid, codes, collected_at, received_at, peer) "
                                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", logins)
@@ -243,8 +254,9 @@ class BatchWriter:
         self.low = low_watermark
         self._worker = _Worker(dsn, router, extra or [])
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="relay-writer")
-        self._pending: list[tuple[Received, Deferred]] = []
-        self._inflight: list[tuple[Received, Deferred]] = []
+        #: (item, its Deferred, or None for a submitted item)
+        self._pending: list[tuple[Received, Deferred | None]] = []
+        self._inflight: list[tuple[Received, Deferred | None]] = []
         self._timer = None
         self._retry_delay = 0.0
         #: a failed batch waits for its retry: arrivals must not trigger attempts sooner
@@ -291,7 +303,8 @@ class BatchWriter:
                   note="not stored and never acknowledged; senders re-send them")
         self._pending, self._inflight = [], []
         for _, d in pending:
-            d.errback(Refused("the node stopped before the database came back"))
+            if d is not None:
+                d.errback(Refused("the node stopped before the database came back"))
         self._maybe_finish_stop()
 
     def _maybe_finish_stop(self) -> None:
@@ -316,28 +329,38 @@ class BatchWriter:
         if item.barrier:
             return self._barrier()
         d: Deferred = Deferred()
+        self._add(item, d)
+        return d
+
+    def submit(self, item: Received) -> None:
+        self._add(item, None)
+
+    def _add(self, item: Received, d: Deferred | None) -> None:
         self._pending.append((item, d))
-        backlog = len(self._pending) + len(self._inflight)
-        if not self._pressure and backlog >= self.high:
+        if not self._pressure and len(self._pending) + len(self._inflight) >= self.high:
             self._set_pressure(True)
         if len(self._pending) >= self.max_rows and not self._retrying:
             self._flush()
         elif self._timer is None:
             self._timer = self.reactor.callLater(self.interval, self._on_timer)
-        return d
 
     def _barrier(self) -> Deferred:
         """Fires when the last item accepted so far has been committed (or refused)."""
-        last = self._pending[-1] if self._pending else (self._inflight[-1] if self._inflight else None)
-        if last is None:
+        queue = self._pending or self._inflight
+        if not queue:
             return succeed(None)
+        item, last = queue[-1]
+        if last is None:  # a submitted item: give it a Deferred to wait on (its refusal is logged)
+            last = Deferred()
+            last.addErrback(lambda _: None)
+            queue[-1] = (item, last)
         d: Deferred = Deferred()
 
         def fire(result):
             d.callback(None)
             return result
 
-        last[1].addBoth(fire)
+        last.addBoth(fire)
         return d
 
     @property
@@ -394,14 +417,19 @@ class BatchWriter:
             if vin not in self._logged_unregistered:
                 self._logged_unregistered.add(vin)
                 log.warning("vehicle_unregistered", vin=vin, note="not in the registry: stored, not forwarded")
+        refused = result.refused
         for i, (item, d) in enumerate(batch):
-            reason = result.refused.get(i)
-            if reason is None:
-                d.callback(None)
-            else:
-                self.refused += 1
-                log.error("writer_item_refused", vin=item.frame.vin, command=item.frame.command, peer=item.peer,
-                          reason=reason)
+            if i not in refused:
+                if d is not None:
+                    d.callback(None)
+                continue
+            reason = refused[i]
+            self.refused += 1
+            log.error("writer_item_refused", vin=item.frame.vin, command=item.frame.command, peer=item.peer,
+                      reason=reason)
+            if item.on_refused is not None:
+                item.on_refused(item, reason)
+            if d is not None:
                 d.errback(Refused(reason))
         for listener in list(self._commit_listeners):
             try:

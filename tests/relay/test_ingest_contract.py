@@ -151,6 +151,27 @@ async def test_a_barrier_fires_after_everything_accepted_before_it_and_is_not_st
 
 
 @pytest_twisted.ensureDeferred
+async def test_submitted_items_are_stored_in_order_and_a_barrier_waits_for_them(backend):
+    """``submit`` is ``accept`` without a Deferred: the items keep their place in the
+    order, and a barrier after them fires only once they are stored."""
+    await backend.start()
+    try:
+        backend.stall()
+        seen = []
+        first = backend.ingest.accept(item(0))
+        first.addCallback(lambda _: seen.append(("accepted", backend.stored())))
+        assert backend.ingest.submit(item(1)) is None
+        assert backend.ingest.submit(item(2)) is None
+        barrier = backend.ingest.accept(item(3, barrier=True))
+        barrier.addCallback(lambda _: seen.append(("barrier", backend.stored())))
+        backend.catch_up()
+        await within(gatherResults([first, barrier]))
+        assert seen[0][0] == "accepted" and seen[-1] == ("barrier", 3)
+    finally:
+        await backend.stop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_barrier_with_nothing_pending_fires_at_once(backend):
     await backend.start()
     try:
@@ -223,3 +244,36 @@ async def test_a_writer_stopping_while_the_database_is_away_gives_up_after_its_t
     await writer.stop(timeout=0.5)
     assert refused == [Refused]
     assert writer.backlog == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_submitted_item_calls_its_on_refused_and_a_barrier_behind_it_still_fires(db_dsn):
+    """The database refuses one submitted item (a trigger on its VIN): the item's
+    ``on_refused`` hears the reason, its neighbours are stored, and a barrier waiting
+    behind it fires (with nothing left unhandled)."""
+    from tests.support.fixtures import data_frame as frame_of
+
+    poison = "LNBSMX01000000666"
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(f"""
+            CREATE FUNCTION refuse_vin() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.vin = '{poison}' THEN RAISE EXCEPTION 'test: % refused', NEW.vin; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_vin BEFORE INSERT ON realtime FOR EACH ROW EXECUTE FUNCTION refuse_vin();""")
+    backend = PostgresBackend(db_dsn)
+    await backend.start()
+    try:
+        heard = []
+        good = item(0)
+        bad = Received(codec.decode_frame(codec.encode_frame(frame_of(poison, T0))), "tcp:10.0.0.2:40000", T0,
+                       "terminal", on_refused=lambda it, reason: heard.append((it.frame.vin, reason)))
+        backend.ingest.submit(good)
+        backend.ingest.submit(bad)
+        await within(backend.ingest.accept(item(1, barrier=True)))
+        assert len(heard) == 1 and heard[0][0] == poison and "test: " + poison in heard[0][1]
+        assert backend.stored() == 1
+        assert backend.ingest.refused == 1
+    finally:
+        await backend.stop()
