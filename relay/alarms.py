@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 
 import structlog
 
@@ -22,6 +23,14 @@ from codec import Command, RealtimeData
 log = structlog.get_logger("relay.alarms")
 
 FAULT_LISTS = ("battery_faults", "motor_faults", "engine_faults", "other_faults")
+_DATA = (Command.REALTIME, Command.REISSUE)
+_BY_VIN_AND_TIME = itemgetter(0, 1)
+
+
+def _active(alarm: dict) -> bool:
+    """A level, a general flag or a fault code."""
+    return bool(alarm.get("max_level") or alarm.get("flags") or alarm.get("battery_faults")
+                or alarm.get("motor_faults") or alarm.get("engine_faults") or alarm.get("other_faults"))
 
 
 @dataclass
@@ -51,20 +60,36 @@ class AlarmTracker:
         self._open.clear()
 
     def __call__(self, cur, inserted: list) -> None:
-        readings = []
+        seen = []
+        alarming = set()  # vehicles with an alarm in this batch
         for _fid, item in inserted:
             frame = item.frame
-            if frame.command not in (Command.REALTIME, Command.REISSUE) or frame.is_answer:
+            if frame.command not in _DATA or frame.is_answer:
                 continue
             body = frame.body
             if not isinstance(body, RealtimeData):
                 continue
             alarm = body.items.get("alarm")
-            if isinstance(alarm, dict):
-                readings.append((frame.vin, body.collected_at, alarm))
+            if not isinstance(alarm, dict):
+                continue
+            active = _active(alarm)
+            if active:
+                alarming.add(frame.vin)
+            seen.append((frame.vin, body.collected_at, alarm, active))
+        readings = []
+        open_ = self._open
+        for vin, at, alarm, active in seen:
+            known = open_.get(vin)
+            if not active and known is not None and known.id is None and vin not in alarming:
+                # the usual frame: no alarm, none open, none in this batch: it only moves
+                # the vehicle's time on (no sorting needed for a maximum)
+                if at > known.last_seen:
+                    known.last_seen = at
+                continue
+            readings.append((vin, at, alarm))
         if not readings:
             return
-        readings.sort(key=lambda r: (r[0], r[1]))
+        readings.sort(key=_BY_VIN_AND_TIME)
         unknown = sorted({vin for vin, _, _ in readings if vin not in self._open})
         if unknown:
             # the open episode of each vehicle, else when its last episode closed

@@ -49,6 +49,7 @@ def cmd_run(args) -> int:
 
     from . import logs
     from .node import start_node
+    from .runtime import settle_gc
 
     logs.bridge_twisted()
 
@@ -60,6 +61,7 @@ def cmd_run(args) -> int:
         except Exception as exc:  # noqa: BLE001 - one line for the operator, then exit 1
             logs.get("relay.cli").error("node_start_failed", node=cfg.node_id, error=f"{type(exc).__name__}: {exc}")
             raise SystemExit(1) from None
+        settle_gc()
         done: Deferred = Deferred()
 
         def shutdown():
@@ -264,6 +266,9 @@ def cmd_demo(args) -> int:
     result = {}
 
     async def main(reactor):
+        from .runtime import settle_gc
+
+        settle_gc()
         result.update(await run_demo(reactor, seconds=args.seconds, vehicles=args.vehicles, piles=args.piles,
                                      data_dir=Path(args.data_dir), protocol=args.protocol, interval=args.interval))
 

@@ -324,6 +324,7 @@ async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float,
     from platforms.enterprise import ROLE
 
     from ..node import Node
+    from ..runtime import settle_gc
     from ..simulate import _sleep
 
     node = Node(reactor, node_config(dsn, terminals), ROLE, dsn)
@@ -332,6 +333,7 @@ async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float,
     node.writer.add_commit_listener(lambda r: batches.append((r.items, r.seconds)))
     node.writer.add_pressure_listener(lambda on: pressure.append((time.time(), on)))
     await node.start()
+    settle_gc()  # as relay run does
     port = node.port("terminals")
     out["node_started"] = True
     say(f"node listening on 127.0.0.1:{port}; starting the load generator")

@@ -159,6 +159,7 @@ async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float,
     from platforms.enterprise import ROLE
 
     from ..node import Node
+    from ..runtime import settle_gc
     from ..simulate import _sleep
 
     node = Node(reactor, node_config(dsn, terminals), ROLE, dsn)
@@ -202,6 +203,7 @@ async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float,
     sampler = LoopingCall(sample)
     try:
         await node.start()
+        settle_gc()  # as relay run does
         port = node.port("terminals")
         out["node_started"] = True
         say(f"node listening on 127.0.0.1:{port}; starting the load generator")

@@ -39,17 +39,18 @@ def frame_row(frame_id: int, frame: Frame, peer: str, received_at: datetime) -> 
             frame.encryption, peer, kind_of(frame.command), hashlib.md5(data_unit(frame.raw)).digest(), frame.raw)
 
 
-def _marked(block) -> tuple[int, int]:
-    if isinstance(block, dict):
-        return len(block.get("abnormal") or ()), len(block.get("invalid") or ())
-    if isinstance(block, list):
-        a = i = 0
-        for item in block:
-            x, y = _marked(item)
-            a += x
-            i += y
-        return a, i
-    return 0, 0
+def _marked(items: dict) -> tuple[int, int]:
+    """How many fields of the frame are marked abnormal and invalid (blocks are records
+    or lists of records)."""
+    a = i = 0
+    for block in items.values():
+        for rec in (block if isinstance(block, list) else (block,)):
+            if isinstance(rec, dict):
+                if "abnormal" in rec:
+                    a += len(rec["abnormal"] or ())
+                if "invalid" in rec:
+                    i += len(rec["invalid"] or ())
+    return a, i
 
 
 def _extremes(items: dict) -> tuple:
@@ -89,12 +90,9 @@ def realtime_row(frame_id: int, frame: Frame, received_at: datetime) -> tuple:
     veh = items.get("vehicle") or {}
     pos = items.get("position") or {}
     alarm = items.get("alarm") or {}
-    faults = sum(len(alarm.get(k) or ()) for k in ("battery_faults", "motor_faults", "engine_faults", "other_faults"))
-    abnormal = invalid = 0
-    for value in items.values():
-        a, i = _marked(value)
-        abnormal += a
-        invalid += i
+    faults = (len(alarm.get("battery_faults") or ()) + len(alarm.get("motor_faults") or ())
+              + len(alarm.get("engine_faults") or ()) + len(alarm.get("other_faults") or ()))
+    abnormal, invalid = _marked(items)
     max_v, min_v, max_t, min_t = _extremes(items)
     return (frame.vin, body.collected_at, received_at, frame_id, frame.command == Command.REISSUE,
             veh.get("state"), veh.get("charging_state"), veh.get("mode"), veh.get("speed_kmh"),
