@@ -5,6 +5,13 @@ Each terminal logs in (0x01), waits for the answer, sends a realtime frame (0x02
 96 cell voltages, 32 probe temperatures), and logs out (0x04) at the end. The fleet mixes
 public-service and private vehicles; ``write_registry`` writes the matching registry CSV.
 Times come from the reactor's clock, so tests can drive it with a fake clock.
+
+With ``reconnect_delay`` set, a terminal that was logged in and loses its connection
+(the platform restarted) dials again after that delay, doubling it after each failed
+attempt (refused connection, refused or unanswered login) up to ``16 * reconnect_delay``,
+logs in again with the next login serial (2016 7.1 table 6, 2025 7.1: +1 per login, from 1,
+at most 65531) and goes on sending. Frames written into the lost connection are not sent again:
+realtime data has no acknowledgment the terminal could wait for.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from datetime import datetime, timezone
 
 import structlog
 from twisted.internet import protocol
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import LoopingCall
 
@@ -133,12 +140,15 @@ class TerminalClient(protocol.Protocol):
         self.logged_in: Deferred = Deferred()
         self.logged_out: Deferred | None = None
         self.loop: LoopingCall | None = None
-        self.serial = 1
+        self.serial = 0  # the login serial, taken when the login is sent
+        #: the platform answered this connection's login with success
+        self.online = False
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(int(self.sim.reactor.seconds()), timezone.utc).astimezone(codec.CST)
 
     def connectionMade(self) -> None:
+        self.serial = self.sim.login_serial(self.vehicle)
         body = codec.VehicleLogin(self.now(), self.serial, "89860000000000000001", ("SIMPACK0001",), 11)
         if self.sim.edition is Edition.V2025:
             from codec.bodies_2025 import VehicleLogin2025
@@ -153,6 +163,7 @@ class TerminalClient(protocol.Protocol):
                 continue
             if item.command == Command.VEHICLE_LOGIN and not self.logged_in.called:
                 if item.response == Response.SUCCESS:
+                    self.online = True
                     self.logged_in.callback(self)
                 else:
                     self.logged_in.errback(RuntimeError(f"login refused: {item.response}"))
@@ -166,6 +177,7 @@ class TerminalClient(protocol.Protocol):
         for d in (self.logged_in, self.logged_out):
             if d is not None and not d.called:
                 d.errback(ConnectionError("connection lost"))
+        self.sim.lost(self)
 
     def send_realtime(self) -> None:
         data = RealtimeData(self.now(), realtime_items(self.vehicle, self.sim.edition))
@@ -183,36 +195,113 @@ class TerminalClient(protocol.Protocol):
         return self.logged_out
 
 
+#: a dialled-again terminal gives up waiting for its login answer after this many seconds
+LOGIN_TIMEOUT = 10.0
+
+#: the longest wait between two attempts to dial again, as a multiple of ``reconnect_delay``
+MAX_BACKOFF = 16
+
+
 class VehicleSimulator:
+    """Runs a fleet of terminals (:class:`TerminalClient`) against ``host:port``.
+
+    ``reconnect_delay``: ``None`` (the default), a terminal that loses its connection stays
+    offline; a number of seconds, it dials again (see the module docstring)."""
+
     def __init__(self, reactor, host: str, port: int, fleet: list[SimVehicle], *, interval: float = 10.0,
-                 edition: Edition = Edition.V2016) -> None:
+                 edition: Edition = Edition.V2016, reconnect_delay: float | None = None) -> None:
         self.reactor = reactor
         self.host = host
         self.port = port
         self.fleet = fleet
         self.interval = interval
         self.edition = edition
+        self.reconnect_delay = reconnect_delay
         self.clients: list[TerminalClient] = []
         self.sent = {"public": 0, "private": 0}
         self.login_failures = 0
+        #: logins that succeeded on a connection dialled again after a lost one
+        self.reconnects = 0
+        #: attempts to dial again that failed (connection refused, login refused or unanswered)
+        self.redial_failures = 0
         #: (vin, collected_at) -> reactor time the frame was written (for lag measurements)
         self.sent_at: dict[tuple[str, datetime], float] = {}
+        self._serials: dict[str, int] = {}
+        #: vin -> the terminal's newest connection (the only one that may dial again)
+        self._current: dict[str, TerminalClient] = {}
+        self._redials: dict[str, object] = {}  # vin -> IDelayedCall of the next attempt
+        self._dialing: dict[str, Deferred] = {}  # vin -> connect-and-login in progress
+        self._ending = False
+
+    def _endpoint(self) -> TCP4ClientEndpoint:
+        return TCP4ClientEndpoint(self.reactor, self.host, self.port, timeout=10)
+
+    def login_serial(self, vehicle: SimVehicle) -> int:
+        """The serial of ``vehicle``'s next login: 1, 2, ... (wrapping after 65531)."""
+        serial = self._serials.get(vehicle.vin, 0) % 65531 + 1
+        self._serials[vehicle.vin] = serial
+        return serial
+
+    def lost(self, client: TerminalClient) -> None:
+        """``client``'s connection ended: dial again if it was logged in and nobody ended it."""
+        vin = client.vehicle.vin
+        if self.reconnect_delay is None or self._ending or not client.online or client.logged_out is not None \
+                or self._current.get(vin) is not client or vin in self._redials or vin in self._dialing:
+            return
+        self._redial_later(client.vehicle, 0)
+
+    def _redial_later(self, vehicle: SimVehicle, attempt: int) -> None:
+        delay = min(self.reconnect_delay * 2 ** attempt, self.reconnect_delay * MAX_BACKOFF)
+        self._redials[vehicle.vin] = self.reactor.callLater(delay, self._redial, vehicle, attempt)
+
+    def _redial(self, vehicle: SimVehicle, attempt: int) -> None:
+        del self._redials[vehicle.vin]
+        client = TerminalClient(self, vehicle)
+        self.clients.append(client)
+        self._current[vehicle.vin] = client
+        d = self._endpoint().connect(protocol.Factory.forProtocol(lambda: client))
+        d.addCallback(lambda _: client.logged_in.addTimeout(LOGIN_TIMEOUT, self.reactor))
+        self._dialing[vehicle.vin] = d
+
+        def online(_):
+            del self._dialing[vehicle.vin]
+            self.reconnects += 1
+            self._start_sending(client)
+
+        def failed(_):
+            del self._dialing[vehicle.vin]
+            if client.transport is not None and client.transport.connected:
+                client.transport.loseConnection()
+            if not self._ending:
+                self.redial_failures += 1
+                self._redial_later(vehicle, attempt + 1)
+
+        d.addCallbacks(online, failed)
+
+    def _start_sending(self, client: TerminalClient) -> None:
+        client.loop = LoopingCall(client.send_realtime)
+        client.loop.clock = self.reactor
+        client.loop.start(self.interval, now=True).addErrback(lambda f: None)
 
     def record(self, vehicle: SimVehicle, collected_at: datetime) -> None:
         self.sent["public" if vehicle.public else "private"] += 1
         self.sent_at[(vehicle.vin, collected_at)] = self.reactor.seconds()
 
     async def run(self, seconds: float) -> dict:
-        endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port, timeout=10)
+        endpoint = self._endpoint()
         factory_results = []
         for i, v in enumerate(self.fleet):
             client = TerminalClient(self, v)
             self.clients.append(client)
+            self._current[v.vin] = client
             factory_results.append(endpoint.connect(protocol.Factory.forProtocol(lambda c=client: c)))
-        await DeferredList(factory_results, consumeErrors=True)
-        logins = await DeferredList([c.logged_in for c in self.clients], consumeErrors=True)
-        online = [c for (ok, _), c in zip(logins, self.clients) if ok]
-        self.login_failures = len(self.clients) - len(online)
+        initial = list(self.clients)
+        connects = await DeferredList(factory_results, consumeErrors=True)
+        # a terminal whose connection failed never gets a login answer: do not wait for one
+        logins = await DeferredList([c.logged_in if ok else fail(failure) for (ok, failure), c
+                                     in zip(connects, initial)], consumeErrors=True)
+        online = [c for (ok, _), c in zip(logins, initial) if ok]
+        self.login_failures = len(initial) - len(online)
         start = self.reactor.seconds()
         for i, c in enumerate(online):
             # spread the fleet over one interval so frames do not arrive in bursts
@@ -222,8 +311,15 @@ class VehicleSimulator:
             self.reactor.callLater(delay, lambda c=c: c.loop.start(self.interval, now=True).addErrback(lambda f: None)
                                    if c.transport is not None and c.transport.connected else None)
         await _sleep(self.reactor, seconds)
-        outs = [c.logout() for c in online if c.transport is not None and c.transport.connected]
-        for c in online:
+        self._ending = True
+        for call in list(self._redials.values()):
+            call.cancel()
+        self._redials.clear()
+        for d in list(self._dialing.values()):
+            d.cancel()  # its errback closes the half-open connection
+        current = [self._current[v.vin] for v in self.fleet if self._current[v.vin].online]
+        outs = [c.logout() for c in current if c.transport is not None and c.transport.connected]
+        for c in self.clients:
             if c.loop is not None and c.loop.running:
                 c.loop.stop()
         if outs:
@@ -234,6 +330,7 @@ class VehicleSimulator:
         return {"vehicles": {"public": sum(v.public for v in self.fleet),
                              "private": sum(not v.public for v in self.fleet)},
                 "frames_sent": dict(self.sent), "logins": len(online), "login_failures": self.login_failures,
+                "reconnects": self.reconnects, "redial_failures": self.redial_failures,
                 "seconds": self.reactor.seconds() - start}
 
 
