@@ -7,7 +7,7 @@
   example in the same file (house rule 11: every default is written, commented);
 * the state-machine drawings in ``docs/state-machines/`` carry exactly the
   (state, command, handler) entries of ``TRANSITIONS`` and ``PLATFORM_TRANSITIONS``, and
-  every state the upstream link reports;
+  the transitions, refused pairs and states of the upstream link's Automat machine;
 * ``docs/charging-wire.md`` names every field of the 0xC1-0xC5 layouts, and its example
   frames decode and re-encode byte for byte;
 * ``docs/log-events.md`` names every log event and audit action the code emits
@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 import types
 import typing
@@ -29,12 +28,13 @@ import yaml
 
 import codec
 import relay.config as config_mod
-import relay.upstream
+import relay.upstream_machine as upstream_machine
 from codec.charging import CONNECTOR, EQUIPMENT, LAYOUTS
 from codec.commands import COMMAND_NAMES
 from relay.accounts import verify_password
 from relay.api import hash_token
 from relay.config import Config, config_from_dict, load_config
+from relay.metrics import LINK_STATES
 from relay.platform_session import PLATFORM_TRANSITIONS, PState
 from relay.session import TRANSITIONS, State
 
@@ -225,11 +225,36 @@ def test_drawing_matches_transition_table(table, states, dot):
     assert {s.value for s in states} <= _nodes(path)
 
 
-def test_upstream_drawing_has_every_link_state():
-    source = inspect.getsource(relay.upstream)
-    states = set(re.findall(r'_set_state\("(\w+)"', source)) | set(re.findall(r'self\.state = "(\w+)"', source))
-    assert {"offline", "connecting", "logging_in", "online", "logging_out"} <= states
-    assert states <= _nodes(DOCS / "state-machines" / "upstream-link.dot")
+_LINK_ENTRY = re.compile(r"^([a-z_]+(?:, [a-z_]+)*) / ([a-z_]+)$")
+_LINK_REFUSED = re.compile(r"^([a-z_]+): ([a-z_]+(?:, [a-z_]+)*)$")
+
+
+def _label_lines(attrs: str) -> list[str]:
+    label = _LABEL.search(attrs)
+    return [] if label is None else [line.strip() for line in re.split(r"\\[nlr]", label.group(1))]
+
+
+def test_upstream_drawing_matches_the_link_machine():
+    """Every edge line "input / output" of upstream-link.dot is a transition of the Automat
+    machine and the other way round; the note lists exactly the pairs without one."""
+    text = (DOCS / "state-machines" / "upstream-link.dot").read_text(encoding="utf-8")
+    drawn = set()
+    for tail, head, attrs in _EDGE.findall(text):
+        for line in _label_lines(attrs):
+            m = _LINK_ENTRY.match(line)
+            if m:
+                drawn |= {(tail, upon, head, m.group(2)) for upon in m.group(1).split(", ")}
+    expected = set(upstream_machine.transitions())
+    assert sorted(expected - drawn) == [], "in the machine, not in the drawing"
+    assert sorted(drawn - expected) == [], "in the drawing, not in the machine"
+
+    (note,) = re.findall(r"^\s*refused\s*\[(.*)\];\s*$", text, re.M)
+    refused = {(m.group(1), upon) for line in _label_lines(note) if (m := _LINK_REFUSED.match(line))
+               for upon in m.group(2).split(", ")}
+    assert refused == set(upstream_machine.REFUSED)
+    nodes = _nodes(DOCS / "state-machines" / "upstream-link.dot") - {"graph", "node", "edge"}  # (defaults)
+    assert nodes == set(upstream_machine.STATES) | {"refused"}
+    assert upstream_machine.STATES == LINK_STATES  # the metrics' gauge has one series per state
 
 
 # --- charging wire format ---------------------------------------------------------------------
