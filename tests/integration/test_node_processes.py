@@ -9,7 +9,6 @@ line); every wait has a deadline."""
 from __future__ import annotations
 
 import json
-import socket
 
 import psycopg
 import pytest
@@ -20,8 +19,8 @@ from twisted.internet.threads import deferToThread
 
 from relay import registry
 from relay.simulate import VehicleSimulator, make_fleet
-from tests.support.nodes import ENT01_HASH, NANJING_HASH, enterprise_config, platform_config, upstream
-from tests.support.processes import NodeProcess, run_command, stop_all, write_config
+from tests.support.processes import NodeProcess, run_command, stop_all
+from tests.support.tiers import enterprise, free_port, municipal, node_file, online, provincial
 from tests.support.wait import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -58,42 +57,6 @@ async def count_is(dsn: str, sql: str, expected: int, what: str, timeout: float 
 def seed(dsn: str, entries: list[tuple]) -> None:
     with psycopg.connect(dsn) as conn:
         registry.upsert(conn, entries)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def node_file(raw: dict, tmp_path, name: str):
-    """Write ``raw`` (a node config) as ``tmp_path/<name>.yaml``, logging at info."""
-    return write_config(tmp_path / f"{name}.yaml", {**raw, "data_dir": str(tmp_path / name),
-                                                    "log": {"level": "info", "format": "logfmt"}})
-
-
-def provincial(dsn: str) -> dict:
-    return platform_config("provincial", "JS32", dsn, region="32", accounts=[
-        {"username": "nanjing", "password_hash": NANJING_HASH, "allowed_owners": ["ENT01"]},
-        {"username": "ent01", "password_hash": ENT01_HASH, "allowed_owners": ["ENT01"]}])
-
-
-def municipal(dsn: str, port: int, provincial_port: int) -> dict:
-    return platform_config("municipal", "NJ3201", dsn, region="3201", endpoint=f"tcp:{port}:interface=127.0.0.1",
-                           accounts=[{"username": "ent01", "password_hash": ENT01_HASH, "allowed_owners": ["ENT01"]}],
-                           upstreams=[upstream("provincial", provincial_port, "nanjing", "nanjing-demo", "NJ3201",
-                                               regions=["32"])])
-
-
-def enterprise(dsn: str, municipal_port: int, provincial_port: int | None = None) -> dict:
-    ups = [upstream("municipal", municipal_port, "ent01", "ent01-demo", "ENT01", regions=["3201"])]
-    if provincial_port is not None:
-        ups.append(upstream("provincial", provincial_port, "ent01", "ent01-demo", "ENT01", regions=["32"]))
-    return enterprise_config(dsn, upstreams=ups)
-
-
-def online(proc: NodeProcess, upstream_name: str):
-    return lambda: proc.proto.has_event("upstream_link_state", upstream=upstream_name, state="online")
 
 
 # --- the tests -----------------------------------------------------------------------------------
