@@ -13,11 +13,12 @@ from dataclasses import replace
 
 from .bcc import bcc
 from .commands import Command, Encryption
-from .frame import Frame, encode_frame
+from .frame import Frame, encode_frame, resolve
 from .realtime import RealtimeData
 
 
 def forwardable(frame: Frame) -> bytes:
+    frame = resolve(frame)
     body = frame.body
     stripped = isinstance(body, RealtimeData) and (body.has_custom() or body.trailing)
     if frame.encryption == Encryption.NONE and not stripped and frame.raw:

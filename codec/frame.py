@@ -17,7 +17,8 @@ from .commands import Command, Edition, Encryption, Response, valid_commands, va
 from .crypto import Keys, decrypt, encrypt
 from .errors import BadBody, BadChecksum, BadHeader, BadLength, BadVin, CodecError, EncodeError, FrameError, \
     Truncated, UnknownCommand
-from .realtime import RealtimeData, decode_realtime, encode_realtime
+from .realtime import PendingRealtime, RealtimeData, decode_realtime, encode_realtime
+from .timefield import decode_time
 
 HEADER = struct.Struct(">2sBB17sBH")
 HEADER_SIZE = HEADER.size  # 24
@@ -126,14 +127,20 @@ def _bodies() -> dict[int, tuple[Decoder, Encoder]]:
 _DATA_COMMANDS = (Command.REALTIME, Command.REISSUE)
 
 
-def decode_body(edition: Edition, command: int, response: int, data: bytes, packed: bool = False) -> Any:
+def decode_body(edition: Edition, command: int, response: int, data: bytes, packed: bool = False,
+                lazy: bool = False) -> Any:
     """Decode a plain-text data unit. Answers carry the time (most commands), nothing
     (heartbeat), or the parameter list (query answer); an answer body with another
     layout is kept :class:`bodies.Opaque` rather than refused. ``packed``: see
-    :func:`codec.realtime.decode_realtime`."""
+    :func:`codec.realtime.decode_realtime`; ``lazy``: a realtime or reissue data unit
+    becomes a :class:`codec.realtime.PendingRealtime` (only its time decoded)."""
     if response == Response.COMMAND:
         if not data:
             return None
+        if lazy and command in _DATA_COMMANDS:
+            if len(data) < 6:
+                raise BadBody(f"data unit of {len(data)} bytes has no collection time", 0)
+            return PendingRealtime(decode_time(data, 0), edition, bytes(data))
         if packed and command in _DATA_COMMANDS:
             return decode_realtime(edition, data, True)
         dec = _bodies()[command][0]
@@ -161,7 +168,7 @@ def decode_body(edition: Edition, command: int, response: int, data: bytes, pack
 def encode_body(edition: Edition, command: int, response: int, body: Any) -> bytes:
     if body is None:
         return b""
-    if isinstance(body, (bodies.Opaque, bodies.Undecoded)):
+    if isinstance(body, (bodies.Opaque, bodies.Undecoded, PendingRealtime)):
         return bytes(body.data)
     if isinstance(body, bodies.TimeOnly):
         return bodies.encode_time_only(body)
@@ -213,8 +220,11 @@ def decode_frame(data: bytes, keys: Keys | None = None) -> Frame:
 
 
 def decode_checked(data: bytes, edition: Edition, command: int, response: int, vin: str, encryption: int,
-                   keys: Keys | None = None, packed: bool = False) -> Frame:
-    """Decode a frame whose header, length and BCC the caller has already checked."""
+                   keys: Keys | None = None, packed: bool = False, lazy: bool = False) -> Frame:
+    """Decode a frame whose header, length and BCC the caller has already checked.
+    ``lazy``: a plain-text realtime or reissue data unit is left pending (see
+    :func:`decode_body`; :func:`resolve` decodes it); an encrypted one is decoded now, so
+    that a wrong key still gives an :class:`bodies.Undecoded` body."""
     if command not in valid_commands(edition):
         raise UnknownCommand(f"command 0x{command:02X} not defined in {edition.value}", 2, data)
     unit = data[HEADER_SIZE:-1]
@@ -227,7 +237,7 @@ def decode_checked(data: bytes, edition: Edition, command: int, response: int, v
     else:
         plain = unit
     try:
-        body = decode_body(edition, command, response, plain, packed)
+        body = decode_body(edition, command, response, plain, packed, lazy and not encrypted)
     except FrameError as exc:
         if encrypted:
             # a wrong key can decrypt to garbage (RSA implicit rejection, SM2 without a C3
@@ -238,6 +248,21 @@ def decode_checked(data: bytes, edition: Edition, command: int, response: int, v
         exc.raw = data
         raise
     return Frame(edition, command, response, vin, encryption, body, data)
+
+
+def resolve(frame: Frame, packed: bool = True) -> Frame:
+    """``frame`` with a pending realtime data unit decoded (any other frame as it is).
+    Raises :class:`BadBody` (offset within the frame, ``raw`` the frame) when the data
+    unit does not follow the layout: the refusal an eager decode would have made."""
+    body = frame.body
+    if not isinstance(body, PendingRealtime):
+        return frame
+    try:
+        return replace(frame, body=body.decode(packed))
+    except FrameError as exc:
+        exc.offset += HEADER_SIZE
+        exc.raw = frame.raw
+        raise
 
 
 def encode_frame(frame: Frame, keys: Keys | None = None) -> bytes:

@@ -16,7 +16,7 @@ from .commands import (COMMAND_NAMES, ENCRYPTION_NAMES, RESPONSE_NAMES, Command,
 from .errors import EncodeError
 from .fields import PackedValues
 from .frame import Frame
-from .realtime import RealtimeData, Signature
+from .realtime import PendingRealtime, RealtimeData, Signature
 from .timefield import format_iso, parse_iso
 
 
@@ -44,6 +44,8 @@ def _plain(value: Any) -> Any:
 
 
 def body_to_json(body: Any, edition: Edition = Edition.V2016) -> Any:
+    if isinstance(body, PendingRealtime):
+        body = body.decode(False)
     if body is None:
         return None
     if isinstance(body, RealtimeData):

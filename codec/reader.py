@@ -29,6 +29,7 @@ from .bcc import bcc
 from .crypto import Keys
 from .errors import BadLength, FrameError, Garbage, Truncated
 from .frame import HEADER_SIZE, MAX_DATA_LENGTH, Frame, decode_checked, decode_frame, parse_header
+from .realtime import PendingRealtime
 
 _STARTS = (b"##", b"$$")
 
@@ -45,14 +46,22 @@ def _find_start(buf: bytearray, pos: int) -> int:
 
 
 class FrameReader:
-    def __init__(self, max_length: int = MAX_DATA_LENGTH, keys: Keys | None = None, packed: bool = False) -> None:
+    def __init__(self, max_length: int = MAX_DATA_LENGTH, keys: Keys | None = None, packed: bool = False,
+                 lazy: bool = False) -> None:
         """``packed``: realtime arrays stay packed (:class:`codec.fields.PackedValues`), for a
-        node that stores and forwards frames rather than reading every cell."""
+        node that stores and forwards frames rather than reading every cell. ``lazy``: a
+        plain-text realtime or reissue frame comes with a
+        :class:`codec.realtime.PendingRealtime` body (only its collection time decoded;
+        :func:`codec.frame.resolve` decodes the rest), so that whoever stores it decodes it,
+        and a copy that turns out to be a duplicate is never decoded. The rules above hold
+        all the same: a frame with a pending body that holds a complete valid frame is
+        decoded at once, so that a cut-short frame is still told from a good one."""
         if not 0 <= max_length <= MAX_DATA_LENGTH:
             raise ValueError(f"max_length must be within 0-{MAX_DATA_LENGTH}")
         self.max_length = max_length
         self.keys = keys
         self.packed = packed
+        self.lazy = lazy
         self._buf = bytearray()
         #: stream offset of ``_buf[0]``
         self._base = 0
@@ -113,7 +122,12 @@ class FrameReader:
                 pos += 1
                 continue
             try:
-                out.append(decode_checked(bytes(buf[pos:end]), *header[:5], keys=self.keys, packed=self.packed))
+                data = bytes(buf[pos:end])
+                frame = decode_checked(data, *header[:5], keys=self.keys, packed=self.packed, lazy=self.lazy)
+                if type(frame.body) is PendingRealtime and self._complete_frame_after(buf, pos, limit=end) >= 0:
+                    # rule 3 needs the whole data unit: is this frame good, or cut short?
+                    frame = decode_checked(data, *header[:5], keys=self.keys, packed=self.packed)
+                out.append(frame)
             except FrameError as exc:
                 # a cut-short frame whose declared end happens to hold a matching check code
                 # (1 in 256): if a whole valid frame starts inside it, that one is real

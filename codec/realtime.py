@@ -76,6 +76,25 @@ class RealtimeData:
         return any(_base(k) == "custom" for k in self.items)
 
 
+@dataclass(frozen=True, slots=True)
+class PendingRealtime:
+    """A realtime or reissue data unit whose information items are not decoded yet.
+
+    What a node that stores and forwards frames reads on its hot path
+    (``FrameReader(lazy=True)``): the collection time is decoded and checked at once
+    (a bad time is refused as ``bad_time`` like any other), the items only when
+    :meth:`decode` is called, which raises :class:`codec.errors.BadBody` (offsets
+    relative to the data unit) exactly where :func:`decode_realtime` would."""
+
+    collected_at: datetime
+    edition: Edition
+    #: the plain data unit (after any decryption), collection time included
+    data: bytes
+
+    def decode(self, packed: bool = True) -> RealtimeData:
+        return decode_realtime(self.edition, self.data, packed)
+
+
 def _base(key: str) -> str:
     i = key.find("#")
     return key if i < 0 else key[:i]

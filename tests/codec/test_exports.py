@@ -16,12 +16,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 PUBLIC = {
     # entry points
-    "FrameReader", "decode_frame", "encode_frame", "answer", "frame_to_json", "frame_from_json",
+    "FrameReader", "decode_frame", "encode_frame", "resolve", "answer", "frame_to_json", "frame_from_json",
     "Frame", "MAX_DATA_LENGTH", "CST", "Keys",
     # enumerations
     "Edition", "Command", "Response", "Encryption",
     # bodies
-    "RealtimeData", "Signature", "VehicleLogin", "Logout", "PlatformLogin", "TimeOnly", "Opaque", "Undecoded",
+    "RealtimeData", "PendingRealtime", "Signature", "VehicleLogin", "Logout", "PlatformLogin", "TimeOnly", "Opaque", "Undecoded",
     "ParamList", "ParamQuery", "TerminalControl", "ChargingMessage",
     # errors
     "CodecError", "EncodeError", "FrameError", "Garbage", "BadChecksum", "Truncated", "BadLength",
