@@ -164,7 +164,8 @@ class FrameProtocol(protocol.Protocol):
             self._closed = None
             self.lose()
             return
-        self.reader = FrameReader(max_length=self.factory.max_frame_bytes, packed=True)
+        # realtime data units are decoded by storage (the writer), not here: see codec.PendingRealtime
+        self.reader = FrameReader(max_length=self.factory.max_frame_bytes, packed=True, lazy=True)
         self._closed = Deferred()
         self.transport.registerProducer(self, True)
         self.factory.session_started(self)

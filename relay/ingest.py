@@ -8,6 +8,10 @@ acknowledge data wait for it (house rule 3). A frame nobody answers goes through
 realtime frame after another); storage logs a refusal and calls the item's
 ``on_refused`` when it has one.
 
+A realtime frame may arrive with its data unit still pending (``FrameReader(lazy=True)``):
+storage decodes it, and refuses the item (reason ``bad_body: ...``) when it does not follow
+the layout, as it refuses an item the database will not take.
+
 ``InMemoryIngest`` implements the same interface for protocol tests; it passes the same
 contract tests as the PostgreSQL-backed :class:`relay.store.writer.BatchWriter`.
 """
@@ -18,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Protocol
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 
-from codec import Frame
+from codec import Frame, FrameError, PendingRealtime, resolve
 
 
 class Refused(Exception):
@@ -66,6 +70,14 @@ class InMemoryIngest:
     listeners: list = field(default_factory=list)
 
     def accept(self, item: Received) -> Deferred:
+        if type(item.frame.body) is PendingRealtime:  # as the writer: decode, refuse what does not
+            try:
+                item.frame = resolve(item.frame)
+            except FrameError as exc:
+                reason = f"{exc.reason}: {exc.detail}"
+                if item.on_refused is not None:
+                    item.on_refused(item, reason)
+                return fail(Refused(reason))
         if item.barrier:
             if self.held:
                 d0: Deferred = Deferred()
@@ -80,7 +92,7 @@ class InMemoryIngest:
         return succeed(None)
 
     def submit(self, item: Received) -> None:
-        self.accept(item)
+        self.accept(item).addErrback(lambda f: f.trap(Refused))
 
     def hold(self) -> None:
         self.holding = True

@@ -33,36 +33,18 @@ from .config import Config
 from .election import UpstreamRole
 from .forwarder import Forwarder
 from .platform_session import PlatformFactory
-from .policy import CHARGING_COMMANDS, Route, vehicle_routes
+from .policy import Route
 from .role import Role
 from .services import FunctionService, ListenerService, SequentialService
 from .session import TerminalFactory
 from .store.embedded import EmbeddedPostgres
 from .store.migrate import migrate
 from .store.pool import QueryPool
-from .store.writer import BatchWriter, Router
+from .routing import RegistryRouter
+from .store.writer import BatchWriter
 from .upstream import UpstreamLink
 
 log = structlog.get_logger("relay.node")
-
-
-class RegistryRouter(Router):
-    """Routes frames with :mod:`relay.policy` over the in-memory registry; charging messages
-    through the node's facility index when it has one."""
-
-    def __init__(self, registry, public_sectors: frozenset[str], routes: tuple[Route, ...], charging=None) -> None:
-        self.registry = registry
-        self.public_sectors = public_sectors
-        self.routes_cfg = routes
-        self.charging = charging
-
-    def routes(self, frame) -> tuple[list[str], bool]:
-        if frame.command in CHARGING_COMMANDS:
-            if self.charging is None:
-                return [], True
-            return self.charging.routes(frame, self.routes_cfg), True
-        entry = self.registry.get(frame.vin)
-        return vehicle_routes(entry, self.public_sectors, self.routes_cfg), entry is not None
 
 
 @dataclass

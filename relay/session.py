@@ -163,8 +163,13 @@ class TerminalSession(FrameProtocol):
             return self.refuse(frame, "vin_mismatch", Response.ERROR)
         if self.factory.answer_realtime:
             self._answer_after_commit(frame, self.store(frame))
-        else:  # nothing waits for it; storage logs a refusal (writer_item_refused)
-            self.factory.ingest.submit(Received(frame, self.peer, self.now(), "terminal"))
+        else:  # nothing waits for it; storage logs a refusal (writer_item_refused, frame_refused)
+            self.factory.ingest.submit(Received(frame, self.peer, self.now(), "terminal",
+                                                on_refused=self._data_refused))
+
+    def _data_refused(self, item: Received, reason: str) -> None:
+        """Storage refused a data frame nobody waits for: count it with the listener's refusals."""
+        self.factory.count_refusal("bad_body" if reason.startswith("bad_body") else "not_stored")
 
     def on_logout(self, frame: Frame) -> None:
         if frame.vin != self.vin:

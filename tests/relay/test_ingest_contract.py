@@ -277,3 +277,41 @@ async def test_a_refused_submitted_item_calls_its_on_refused_and_a_barrier_behin
         assert backend.ingest.refused == 1
     finally:
         await backend.stop()
+
+
+def pending(n: int, *, mangle: bool = False) -> Received:
+    """The n-th frame as a node's reader hands it over: its data unit still pending
+    (``FrameReader(lazy=True)``); ``mangle`` cuts its last information item short (the
+    BCC recomputed, so only decoding the data unit shows it)."""
+    raw = codec.encode_frame(data_frame(VIN, T0 + timedelta(seconds=n)))
+    if mangle:
+        unit = raw[24:-3]  # two bytes short of the last block
+        head = raw[:22] + len(unit).to_bytes(2, "big") + unit
+        from codec.bcc import bcc
+
+        raw = head + bytes((bcc(head[2:]),))
+    [frame] = codec.FrameReader(packed=True, lazy=True).feed(raw)
+    assert isinstance(frame.body, codec.PendingRealtime)
+    return Received(frame, "tcp:10.0.0.1:40000", T0 + timedelta(seconds=n, milliseconds=200), "terminal")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_pending_data_unit_is_decoded_by_storage_and_one_that_does_not_fit_is_refused(backend):
+    """Storage decodes what the reader left pending: a good item is stored decoded, one
+    whose data unit does not follow the layout is refused with ``bad_body`` (its on_refused
+    hears it), and its neighbours are stored all the same."""
+    await backend.start()
+    try:
+        heard = []
+        bad = pending(1, mangle=True)
+        bad.on_refused = lambda it, reason: heard.append(reason)
+        first, second = pending(0), pending(2)
+        d0 = backend.ingest.accept(first)
+        backend.ingest.submit(bad)
+        d2 = backend.ingest.accept(second)
+        await within(gatherResults([d0, d2]))
+        assert backend.stored() == 2
+        assert len(heard) == 1 and heard[0].startswith("bad_body: ")
+        assert isinstance(first.frame.body, codec.RealtimeData) and isinstance(second.frame.body, codec.RealtimeData)
+    finally:
+        await backend.stop()
