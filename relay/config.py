@@ -55,6 +55,9 @@ class Database:
     high_watermark: int = 20000
     #: pending items at which they resume
     low_watermark: int = 5000
+    #: where the batch store runs: a child process (decoding and COPY on a second core) or
+    #: the node's writer thread
+    store: Literal["process", "thread"] = "process"
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from .store.embedded import EmbeddedPostgres
 from .store.migrate import migrate
 from .store.pool import QueryPool
 from .routing import RegistryRouter
+from .store.process import StoreProcess, StoreSpec
 from .store.writer import BatchWriter
 from .upstream import UpstreamLink
 
@@ -101,9 +102,14 @@ class Node:
         self.alarms = AlarmTracker()
         self.router = RegistryRouter(self.registry, self.public_sectors, routes, self.facilities)
         db = cfg.database
+        store = None
+        if db.store == "process":
+            store = StoreProcess(StoreSpec(dsn, self.public_sectors, routes, log_level=cfg.log.level,
+                                           log_format=cfg.log.format))
         self.writer = BatchWriter(reactor, dsn, self.router, max_rows=db.batch_max_rows,
                                   interval=db.batch_interval_ms / 1000.0, high_watermark=db.high_watermark,
-                                  low_watermark=db.low_watermark, extra=[store_rows, self.alarms])
+                                  low_watermark=db.low_watermark, extra=[store_rows, self.alarms], store=store)
+        self.writer.add_commit_listener(self._learn_stations)
         self.audit = Audit(reactor, self.pool)
         self.links: dict[str, UpstreamLink] = {}
         self.forwarders: dict[str, Forwarder] = {}
@@ -188,7 +194,14 @@ class Node:
     async def refresh_registry(self) -> int:
         entries = await self.pool.run(registry_mod.load)
         self.registry.replace(entries)
+        await self.writer.refresh()
         return len(entries)
+
+    def _learn_stations(self, result) -> None:
+        """Stations whose static information was just stored (by a store process, which keeps
+        its own index) become known to this node's charging intake too."""
+        for operator, msg in result.stations:
+            self.facilities.learn(operator, msg)
 
     async def _load_facilities(self) -> None:
         index = await self.pool.run(load_index)

@@ -20,8 +20,9 @@ Figures (units in the key names):
 * ``lag_p50_ms``, ``lag_p99_ms``, ``lag_max_ms``: the province's ``frames.received_at`` minus the
   wall-clock time at which the load generator wrote that frame (VIN + collection time
   identify it; same host, same clock), over every frame stored at the province;
-* CPU per process during the sending window (100 = one core), how the whole machine's CPU
-  time was spent then (user, system, iowait, idle), and peak RSS per tier (VmHWM).
+* CPU per process during the sending window (100 = one core; a tier's figure includes its
+  store process, ``database.store: process``), how the whole machine's CPU time was spent
+  then (user, system, iowait, idle), and peak RSS per tier (VmHWM, store process included).
 
 Exit status 1 when a tier did not start, its links did not log in, or frames were lost.
 """
@@ -42,9 +43,9 @@ from pathlib import Path
 import yaml
 
 from . import emit
-from .ingest_bench import (LoadProcess, bench_server, drop_database, fresh_database, machine_cpu, machine_cpu_pct, pct,
-                           postgres_cpu_seconds, postmaster_pid, proc_cpu_seconds, proc_peak_rss_mb, run_environment, seed_database,
-                           window_rate)
+from .ingest_bench import (LoadProcess, bench_server, children_of, drop_database, fresh_database, machine_cpu,
+                           machine_cpu_pct, pct, postgres_cpu_seconds, postmaster_pid, proc_cpu_seconds, proc_peak_rss_mb,
+                           run_environment, seed_database, tree_cpu_seconds, window_rate)
 from .loadgen import raise_nofile_limit
 
 TIERS = ("provincial", "municipal", "enterprise")  # start order: a link finds its peer listening
@@ -225,10 +226,11 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
         samples: list[tuple[float, float]] = []
         cpu: list[tuple[float, dict]] = []
         postmaster = postmaster_pid(dsns["provincial"])
+        stores = {t: children_of(n.pid) for t, n in nodes.items()}  # each tier's store process
 
         def sample() -> None:
             now = time.time()
-            cpu.append((now, {**{t: proc_cpu_seconds(n.pid) for t, n in nodes.items()},
+            cpu.append((now, {**{t: tree_cpu_seconds(n.pid, stores[t]) for t, n in nodes.items()},
                               "loadgen": proc_cpu_seconds(load.pid), "postgres": postgres_cpu_seconds(postmaster),
                               "machine": machine_cpu()}))
             with contextlib.suppress(Exception):
@@ -269,7 +271,8 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
         out["loadgen_rc"] = rc
         out["load"] = load.events.get("done") or {**ev, **sent_ev}
         out["samples"], out["cpu"] = samples, cpu
-        out["rss"] = {t: proc_peak_rss_mb(n.pid) for t, n in nodes.items()}
+        out["rss"] = {t: round((proc_peak_rss_mb(n.pid) or 0.0) + sum(proc_peak_rss_mb(c) or 0.0 for c in stores[t]),
+                               1) for t, n in nodes.items()}
         out["counts"] = {t: _data_count(dsns[t]) for t in TIERS}
         out["reissue_at_province"] = _count(dsns["provincial"], "SELECT count(*) FROM realtime WHERE reissue")
         out["private_upstream"] = _count(dsns["provincial"], "SELECT count(*) FROM realtime r JOIN vehicles v "

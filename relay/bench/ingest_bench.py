@@ -22,12 +22,14 @@ Figures (units in the key names):
 * ``frames_sent``, ``frames_stored``, ``lost`` (= sent - stored), ``frames_skipped`` (turns a
   terminal missed because its socket was still full: back-pressure reached the terminals);
 * ``peak_rss_mb``: ``ru_maxrss`` of this process, i.e. the node (reactor, writer thread,
-  query pool) plus the benchmark's own bookkeeping; not the load generator (a child) and not
-  PostgreSQL;
-* ``node_cpu_us_per_frame``: the node's CPU time from the first frame sent until the
+  query pool) plus the benchmark's own bookkeeping, plus the peak of the node's store process
+  (``store_peak_rss_mb``); not the load generator (a child) and not PostgreSQL;
+* ``node_cpu_us_per_frame``: the node's CPU time (its own process and its store process,
+  ``database.store: process``) from the first frame sent until the
   database held the last one, per frame stored (what one frame costs the node, whatever
   else the machine is doing);
-* ``node_cpu_pct``, ``loadgen_cpu_pct``, ``postgres_cpu_pct``: CPU time during the sending
+* ``node_cpu_pct``, ``store_cpu_pct`` (the node's store process), ``loadgen_cpu_pct``,
+  ``postgres_cpu_pct``: CPU time during the sending
   window / its length (100 = one core; PostgreSQL only when its processes are visible here);
   ``machine_cpu_pct``: how all CPUs' time was spent in that window (user, system, iowait, idle,
   in percent of one core) and ``others``: CPU used by processes that are not part of the
@@ -131,6 +133,28 @@ def proc_cpu_seconds(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / _TICK
     except (OSError, IndexError, ValueError):
         return None
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (a node's store process)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    if int(fh.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def tree_cpu_seconds(pid: int, children: list[int]) -> float | None:
+    """CPU time of a process and of the given children of it (None when the process is gone)."""
+    own = proc_cpu_seconds(pid)
+    if own is None:
+        return None
+    return own + sum(proc_cpu_seconds(c) or 0.0 for c in children)
 
 
 def proc_peak_rss_mb(pid: int) -> float | None:
@@ -343,12 +367,18 @@ async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float,
 
     postmaster = await deferToThread(postmaster_pid, dsn)
 
+    store_pid = getattr(node.writer.store, "pid", None)  # the store process (database.store: process)
+    out["store_peak_rss_mb"] = 0.0
+
     def sample():
         now = time.time()
         samples.append((now, float(node.writer.stored)))
         ru = resource.getrusage(resource.RUSAGE_SELF)
         cpu_samples.append((now, ru.ru_utime + ru.ru_stime, proc_cpu_seconds(load.pid) if load.proc else None,
-                            postgres_cpu_seconds(postmaster), machine_cpu()))
+                            postgres_cpu_seconds(postmaster), machine_cpu(),
+                            proc_cpu_seconds(store_pid) if store_pid else None))
+        if store_pid:
+            out["store_peak_rss_mb"] = max(out["store_peak_rss_mb"], proc_peak_rss_mb(store_pid) or 0.0)
 
     sampler = LoopingCall(sample)
     try:
@@ -453,19 +483,21 @@ def run(args) -> int:
     start, end = load.get("send_started", 0.0), load.get("send_ended", 0.0)
     committed_rate = window_rate(out.get("samples", []), start, end)
     cpu = out.get("cpu_samples", [])
-    node_pct = loadgen_pct = pg_pct = machine = node_us = None
+    node_pct = store_pct = loadgen_pct = pg_pct = machine = node_us = None
     if cpu and stored and out.get("drained_at"):
         first = min(cpu, key=lambda s: abs(s[0] - start))
         drained = min(cpu, key=lambda s: abs(s[0] - out["drained_at"]))
-        node_us = round(1e6 * (drained[1] - first[1]) / stored, 1)
+        store_s = (drained[5] - first[5]) if first[5] is not None and drained[5] is not None else 0.0
+        node_us = round(1e6 * (drained[1] - first[1] + store_s) / stored, 1)
     if cpu:
         first = min(cpu, key=lambda s: abs(s[0] - start))
         last = min(cpu, key=lambda s: abs(s[0] - end))
         span = last[0] - first[0]
         node_pct = pct(first[1], last[1], span)
+        store_pct = pct(first[5], last[5], span)
         loadgen_pct = pct(first[2], last[2], span)
         pg_pct = pct(first[3], last[3], span)
-        machine = machine_cpu_pct(first[4], last[4], sum(x for x in (node_pct, loadgen_pct, pg_pct) if x))
+        machine = machine_cpu_pct(first[4], last[4], sum(x for x in (node_pct, store_pct, loadgen_pct, pg_pct) if x))
     batches = out.get("batches", [])
     busy = [b for b in batches if b[0] > 1]
     drain_s = out["drained_at"] - end if out.get("drained_at") and end else 0.0
@@ -487,10 +519,12 @@ def run(args) -> int:
         "frames_skipped": load.get("frames_skipped", 0),
         "connections_lost": load.get("connections_lost", 0),
         "frame_bytes": load.get("frame_bytes"),
-        "peak_rss_mb": round(peak_rss_mb, 1),
-        "peak_rss_includes": "bench process = node (reactor, writer thread, query pool) + bench bookkeeping; "
-                             "not the load generator, not PostgreSQL",
+        "peak_rss_mb": round(peak_rss_mb + out.get("store_peak_rss_mb", 0.0), 1),
+        "peak_rss_includes": "bench process = node (reactor, writer thread, query pool) + bench bookkeeping, "
+                             "plus the node's store process; not the load generator, not PostgreSQL",
+        "store_peak_rss_mb": out.get("store_peak_rss_mb") or None,
         "node_cpu_pct": node_pct,
+        "store_cpu_pct": store_pct,
         "node_cpu_us_per_frame": node_us,
         "loadgen_cpu_pct": loadgen_pct,
         "postgres_cpu_pct": pg_pct,
@@ -518,7 +552,8 @@ def run(args) -> int:
         f"  writer: {result['writer_batches']} batches, mean {result['writer_mean_batch_rows']} rows in "
         f"{result['writer_mean_batch_ms']} ms ({result['writer_us_per_row']} us/row); "
         f"back-pressure episodes {result['backpressure_episodes']}",
-        f"  CPU while sending: node {node_pct}%, load generator {loadgen_pct}%, PostgreSQL {pg_pct}% "
+        f"  CPU while sending: node {node_pct}%, its store process {store_pct}%, load generator {loadgen_pct}%, "
+        f"PostgreSQL {pg_pct}% "
         f"(100% = one core); whole machine {machine}",
         f"  peak RSS {result['peak_rss_mb']} MiB ({result['peak_rss_includes']})",
         "  result: " + ("ok" if ok else "FAILED (frames lost, terminals not logged in, or no frames sent)"),

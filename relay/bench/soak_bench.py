@@ -17,7 +17,9 @@ Every ``sample_s`` seconds (10 s on runs of 150 s or more; shorter runs sample m
 
 * ``rss_mb``: VmRSS of this process, i.e. the node (reactor, connections, writer thread,
   query pool) plus the benchmark's bookkeeping, which is kept constant-size on purpose
-  (a few numbers per sample; the commit log goes to a file, not to memory);
+  (a few numbers per sample; the commit log goes to a file, not to memory), plus the VmRSS
+  of the node's store process (``database.store: process``); ``node_cpu_pct`` counts both
+  processes too;
 * ``frames_stored``: realtime frames the writer has committed so far;
 * ``backlog``: the writer's queue (pending + in flight);
 * ``lag_p50_ms``/``lag_p99_ms`` of the frames *sent* in that sample's interval, computed at
@@ -197,8 +199,13 @@ async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float,
 
     def sample() -> None:
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        samples.append((time.time(), vm_kb("VmRSS"), committed[0], writer.backlog, ru.ru_utime + ru.ru_stime,
+        store = getattr(writer.store, "pid", None)  # the node's store process, when it has one
+        rss = (vm_kb("VmRSS") or 0) + ((vm_kb("VmRSS", store) or 0) if store else 0)
+        cpu = ru.ru_utime + ru.ru_stime + ((proc_cpu_seconds(store) or 0.0) if store else 0.0)
+        samples.append((time.time(), rss, committed[0], writer.backlog, cpu,
                         proc_cpu_seconds(load.pid) if load is not None and load.proc else None, machine_cpu()))
+        if store:
+            out["store_kb_peak"] = max(out.get("store_kb_peak", 0), vm_kb("VmHWM", store) or 0)
 
     sampler = LoopingCall(sample)
     try:
@@ -245,7 +252,7 @@ async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float,
             sampler.stop()
         if not samples or samples[-1][2] != committed[0] or time.time() - samples[-1][0] > 0.5:
             sample()  # the last one: after the drain
-        out["rss_kb_peak"] = vm_kb("VmHWM")
+        out["rss_kb_peak"] = (vm_kb("VmHWM") or 0) + out.get("store_kb_peak", 0)
         rc = await deferToThread(load.wait, 180.0)
         if rc is None:
             load.kill()

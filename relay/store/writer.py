@@ -35,13 +35,17 @@ class BatchWriter:
     """Reactor-side accumulator in front of :class:`relay.store.batch.BatchStore` (see the module docstring)."""
 
     def __init__(self, reactor, dsn: str, router: Router, *, max_rows: int = 2000, interval: float = 0.02,
-                 high_watermark: int = 20000, low_watermark: int = 5000, extra: list | None = None) -> None:
+                 high_watermark: int = 20000, low_watermark: int = 5000, extra: list | None = None,
+                 store=None) -> None:
+        """``store``: what the writer thread hands each batch to; by default a
+        :class:`BatchStore` on ``dsn`` with ``router`` and the ``extra`` hooks in this process
+        (a node passes a :class:`relay.store.process.StoreProcess` instead)."""
         self.reactor = reactor
         self.max_rows = max_rows
         self.interval = interval
         self.high = high_watermark
         self.low = low_watermark
-        self._worker = BatchStore(dsn, router, extra or [])
+        self.store = store if store is not None else BatchStore(dsn, router, extra or [])
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="relay-writer")
         #: (item, its Deferred, or None for a submitted item)
         self._pending: list[tuple[Received, Deferred | None]] = []
@@ -69,7 +73,15 @@ class BatchWriter:
     def start(self) -> Deferred:
         self._pool.start()
         self.running = True
-        return deferToThreadPool(self.reactor, self._pool, self._worker.connect)
+        return deferToThreadPool(self.reactor, self._pool, self.store.connect)
+
+    def refresh(self) -> Deferred:
+        """The registry changed: a store that keeps its own copy reloads it (between two
+        batches, on the writer thread); one that shares the node's copy has nothing to do."""
+        refresh = getattr(self.store, "refresh", None)
+        if refresh is None or not self.running:
+            return succeed(None)
+        return deferToThreadPool(self.reactor, self._pool, refresh)
 
     def stop(self, timeout: float = 30.0) -> Deferred:
         """Write everything pending, then close the connection and the thread. If the database
@@ -111,7 +123,7 @@ class BatchWriter:
             self._pool.stop()
             return None
 
-        deferToThreadPool(self.reactor, self._pool, self._worker.close).addBoth(closed).chainDeferred(d)
+        deferToThreadPool(self.reactor, self._pool, self.store.close).addBoth(closed).chainDeferred(d)
 
     # -- interface used by listeners ----------------------------------------------------
     def accept(self, item: Received) -> Deferred:
@@ -184,7 +196,7 @@ class BatchWriter:
         self._timer = None
         batch, self._pending = self._pending[:self.max_rows], self._pending[self.max_rows:]
         self._inflight = batch
-        d = deferToThreadPool(self.reactor, self._pool, self._worker.write, [item for item, _ in batch])
+        d = deferToThreadPool(self.reactor, self._pool, self.store.write, [item for item, _ in batch])
         d.addCallbacks(self._committed, self._failed)
         d.addErrback(lambda f: log.error("writer_internal_error", error=f.getErrorMessage(),
                                          traceback=f.getTraceback()))

@@ -7,7 +7,8 @@ in acceptance order, a barrier fires after everything accepted before it, and th
 pressure listeners hear True when storage falls behind and False when it has caught up.
 
 Each backend offers ``stall()``/``catch_up()``: the in-memory one holds and releases;
-the writer needs nothing, its high watermark is 3 items, its low watermark 1.
+the writer needs nothing, its high watermark is 3 items, its low watermark 1. The writer runs
+twice: with its batch store in its own thread, and in a child process.
 Real reactor, real database (a fresh migrated one per test); every awaited Deferred has
 a timeout.
 """
@@ -57,6 +58,10 @@ class MemoryBackend:
     def stored(self) -> int:
         return len(self.ingest.items)
 
+    def decoded(self) -> int:
+        """Stored data frames whose data unit was decoded."""
+        return sum(isinstance(it.frame.body, codec.RealtimeData) for it in self.ingest.items)
+
     def stall(self) -> None:
         self.ingest.hold()
 
@@ -83,6 +88,10 @@ class PostgresBackend:
         # a short blocking read on the reactor thread: acceptable in a test, never in the node
         return self.conn.execute("SELECT count(*) FROM frames").fetchone()[0]
 
+    def decoded(self) -> int:
+        """Stored data frames whose data unit was decoded (a row each in ``realtime``)."""
+        return self.conn.execute("SELECT count(*) FROM realtime").fetchone()[0]
+
     def stall(self) -> None:
         pass
 
@@ -90,10 +99,23 @@ class PostgresBackend:
         pass
 
 
-@pytest.fixture(params=["memory", "postgres"])
+class ProcessBackend(PostgresBackend):
+    """The writer with its batch store in a child process (``database.store: process``)."""
+
+    def __init__(self, dsn: str) -> None:
+        from relay.store.process import StoreProcess, StoreSpec
+
+        self.ingest = BatchWriter(reactor, dsn, Router(), max_rows=2, interval=0.01, high_watermark=3,
+                                  low_watermark=1, store=StoreProcess(StoreSpec(dsn, frozenset(), ())))
+        self.conn = psycopg.connect(dsn, autocommit=True)
+
+
+@pytest.fixture(params=["memory", "postgres", "process"])
 def backend(request):
     if request.param == "memory":
         return MemoryBackend()
+    if request.param == "process":
+        return ProcessBackend(request.getfixturevalue("db_dsn"))
     return PostgresBackend(request.getfixturevalue("db_dsn"))
 
 
@@ -246,8 +268,9 @@ async def test_a_writer_stopping_while_the_database_is_away_gives_up_after_its_t
     assert writer.backlog == 0
 
 
+@pytest.mark.parametrize("store", [PostgresBackend, ProcessBackend], ids=["thread", "process"])
 @pytest_twisted.ensureDeferred
-async def test_a_refused_submitted_item_calls_its_on_refused_and_a_barrier_behind_it_still_fires(db_dsn):
+async def test_a_refused_submitted_item_calls_its_on_refused_and_a_barrier_behind_it_still_fires(db_dsn, store):
     """The database refuses one submitted item (a trigger on its VIN): the item's
     ``on_refused`` hears the reason, its neighbours are stored, and a barrier waiting
     behind it fires (with nothing left unhandled)."""
@@ -262,7 +285,7 @@ async def test_a_refused_submitted_item_calls_its_on_refused_and_a_barrier_behin
                 RETURN NEW;
             END $$;
             CREATE TRIGGER refuse_vin BEFORE INSERT ON realtime FOR EACH ROW EXECUTE FUNCTION refuse_vin();""")
-    backend = PostgresBackend(db_dsn)
+    backend = store(db_dsn)
     await backend.start()
     try:
         heard = []
@@ -312,6 +335,6 @@ async def test_a_pending_data_unit_is_decoded_by_storage_and_one_that_does_not_f
         await within(gatherResults([d0, d2]))
         assert backend.stored() == 2
         assert len(heard) == 1 and heard[0].startswith("bad_body: ")
-        assert isinstance(first.frame.body, codec.RealtimeData) and isinstance(second.frame.body, codec.RealtimeData)
+        assert backend.decoded() == 2
     finally:
         await backend.stop()
