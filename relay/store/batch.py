@@ -71,7 +71,7 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def _resolve(batch: list[Received]) -> dict[int, str]:
+def decode_pending(batch: list[Received]) -> dict[int, str]:
     """Decode the pending realtime data units of ``batch`` in place (``FrameReader(lazy=True)``);
     the items whose data unit does not follow the layout, by index, with the reason."""
     refused = {}
@@ -128,8 +128,12 @@ class BatchStore:
             self.conn = None
 
     def write(self, batch: list[Received]) -> BatchResult:
+        return self.write_decoded(batch, decode_pending(batch))
+
+    def write_decoded(self, batch: list[Received], undecodable: dict[int, str]) -> BatchResult:
+        """Write ``batch`` whose pending data units :func:`decode_pending` has decoded,
+        refusing the ``undecodable`` items it reported (by index, with the reason)."""
         started = time.perf_counter()
-        undecodable = _resolve(batch)
         kept = [i for i in range(len(batch)) if i not in undecodable] if undecodable else None
         items = batch if kept is None else [batch[i] for i in kept]
         result = self._write_decoded(items) if items else BatchResult()

@@ -18,6 +18,7 @@ which is refused; the others are stored.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Callable
 
 import structlog
@@ -46,10 +47,18 @@ class BatchWriter:
         self.high = high_watermark
         self.low = low_watermark
         self.store = store if store is not None else BatchStore(dsn, router, extra or [])
+        #: batches in flight at once: 2 for a store that decodes the next batch while the
+        #: database writes the current one (it sends on one thread and receives on another)
+        self.depth = getattr(self.store, "pipeline_depth", 1)
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="relay-writer")
+        self._receiver = ThreadPool(minthreads=1, maxthreads=1, name="relay-writer-results") if self.depth > 1 \
+            else None
         #: (item, its Deferred, or None for a submitted item)
         self._pending: list[tuple[Received, Deferred | None]] = []
-        self._inflight: list[tuple[Received, Deferred | None]] = []
+        #: batches handed to the store, oldest first, each with the epoch it was sent in; a
+        #: failure starts a new epoch, and results of an older one are not used
+        self._inflight: deque[tuple[int, list[tuple[Received, Deferred | None]]]] = deque()
+        self._epoch = 0
         self._timer = None
         self._retry_delay = 0.0
         #: a failed batch waits for its retry: arrivals must not trigger attempts sooner
@@ -72,6 +81,8 @@ class BatchWriter:
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> Deferred:
         self._pool.start()
+        if self._receiver is not None:
+            self._receiver.start()
         self.running = True
         return deferToThreadPool(self.reactor, self._pool, self.store.connect)
 
@@ -80,6 +91,9 @@ class BatchWriter:
         batches, on the writer thread); one that shares the node's copy has nothing to do."""
         refresh = getattr(self.store, "refresh", None)
         if refresh is None or not self.running:
+            return succeed(None)
+        if self.depth > 1:
+            refresh()  # only marks it: the store reloads before its next batch
             return succeed(None)
         return deferToThreadPool(self.reactor, self._pool, refresh)
 
@@ -99,10 +113,12 @@ class BatchWriter:
         self._stop_deadline = None
         if self._stopping is None:
             return
-        pending = self._pending + self._inflight
+        pending = [x for _, batch in self._inflight for x in batch] + self._pending
         log.error("writer_stop_abandoned", items=len(pending),
                   note="not stored and never acknowledged; senders re-send them")
-        self._pending, self._inflight = [], []
+        self._pending = []
+        self._inflight.clear()
+        self._epoch += 1  # results still to come are not used
         for _, d in pending:
             if d is not None:
                 d.errback(Refused("the node stopped before the database came back"))
@@ -121,6 +137,8 @@ class BatchWriter:
 
         def closed(_):
             self._pool.stop()
+            if self._receiver is not None:
+                self._receiver.stop()
             return None
 
         deferToThreadPool(self.reactor, self._pool, self.store.close).addBoth(closed).chainDeferred(d)
@@ -138,7 +156,7 @@ class BatchWriter:
 
     def _add(self, item: Received, d: Deferred | None) -> None:
         self._pending.append((item, d))
-        if not self._pressure and len(self._pending) + len(self._inflight) >= self.high:
+        if not self._pressure and self.backlog >= self.high:
             self._set_pressure(True)
         if len(self._pending) >= self.max_rows and not self._retrying:
             self._flush()
@@ -147,7 +165,7 @@ class BatchWriter:
 
     def _barrier(self) -> Deferred:
         """Fires when the last item accepted so far has been committed (or refused)."""
-        queue = self._pending or self._inflight
+        queue = self._pending or (self._inflight[-1][1] if self._inflight else None)
         if not queue:
             return succeed(None)
         item, last = queue[-1]
@@ -166,7 +184,7 @@ class BatchWriter:
 
     @property
     def backlog(self) -> int:
-        return len(self._pending) + len(self._inflight)
+        return len(self._pending) + sum(len(batch) for _, batch in self._inflight)
 
     def add_pressure_listener(self, callback: Callable[[bool], None]) -> None:
         self._pressure_listeners.append(callback)
@@ -189,22 +207,29 @@ class BatchWriter:
             self._flush()
 
     def _flush(self) -> None:
-        if self._inflight or not self._pending:
+        if len(self._inflight) >= self.depth or not self._pending:
             return
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
         batch, self._pending = self._pending[:self.max_rows], self._pending[self.max_rows:]
-        self._inflight = batch
-        d = deferToThreadPool(self.reactor, self._pool, self.store.write, [item for item, _ in batch])
-        d.addCallbacks(self._committed, self._failed)
+        first = not self._inflight
+        epoch = self._epoch
+        self._inflight.append((epoch, batch))
+        items = [item for item, _ in batch]
+        if self._receiver is None:
+            d = deferToThreadPool(self.reactor, self._pool, self.store.write, items)
+        else:  # sends in order on one thread, results in the same order on the other
+            d = deferToThreadPool(self.reactor, self._pool, self.store.send, items, first)
+            d.addCallback(lambda child: deferToThreadPool(self.reactor, self._receiver, self.store.receive, child))
+        d.addCallbacks(self._committed, self._failed, callbackArgs=(epoch,), errbackArgs=(epoch,))
         d.addErrback(lambda f: log.error("writer_internal_error", error=f.getErrorMessage(),
                                          traceback=f.getTraceback()))
 
-    def _committed(self, result: BatchResult) -> None:
-        batch, self._inflight = self._inflight, []
-        if not batch:  # abandoned at stop while the batch was in the database
-            return
+    def _committed(self, result: BatchResult, epoch: int) -> None:
+        if epoch != self._epoch or not self._inflight:
+            return  # sent before a failure (and resent since), or abandoned at stop
+        _, batch = self._inflight.popleft()
         self._retry_delay = 0.0
         self._retrying = False
         self.batches += 1
@@ -227,8 +252,9 @@ class BatchWriter:
             reason = refused[i]
             self.refused += 1
             if i in result.undecodable:
-                log.warning("frame_refused", reason="bad_body", detail=reason.partition(": ")[2], vin=item.frame.vin,
-                            command=item.frame.command, peer=item.peer)
+                why, _, detail = reason.partition(": ")
+                log.warning("frame_refused", reason=why, detail=detail, vin=item.frame.vin, command=item.frame.command,
+                            peer=item.peer)
             else:
                 log.error("writer_item_refused", vin=item.frame.vin, command=item.frame.command, peer=item.peer,
                           reason=reason)
@@ -243,14 +269,18 @@ class BatchWriter:
                 log.exception("commit_listener_failed")
         self._after_batch()
 
-    def _failed(self, failure) -> None:
-        batch, self._inflight = self._inflight, []
-        if not batch:  # abandoned at stop
-            return
+    def _failed(self, failure, epoch: int) -> None:
+        if epoch != self._epoch or not self._inflight:
+            return  # sent before a failure (and resent since), or abandoned at stop
+        # the batches after the failed one are sent again too (a store takes none after a
+        # failure until the failed one comes back; what it did commit is deduplicated)
+        batch = [x for _, b in self._inflight for x in b]
+        self._inflight.clear()
+        self._epoch += 1
         self._retry_delay = min(30.0, max(0.5, self._retry_delay * 2))
         log.error("writer_batch_failed", items=len(batch), error=failure.getErrorMessage().strip().splitlines()[0]
                   if failure.getErrorMessage() else failure.type.__name__, retry_in=self._retry_delay)
-        # keep the batch, in order, in front of what arrived meanwhile
+        # keep the batches, in order, in front of what arrived meanwhile
         self._pending = batch + self._pending
         self._retrying = True
         if not self._pressure and self.backlog >= self.high:
@@ -262,7 +292,9 @@ class BatchWriter:
     def _after_batch(self) -> None:
         if self._pressure and self.backlog <= self.low:
             self._set_pressure(False)
-        if len(self._pending) >= self.max_rows or (self._pending and self._stopping is not None):
+        if len(self._pending) >= self.max_rows or (self._pending and (self._stopping is not None or self._inflight)):
+            # a full batch, the last ones at stop, or the next one for a pipelined store
+            # (it decodes that one while the database writes the one in flight)
             self._flush_now()
         elif self._pending and self._timer is None:
             self._timer = self.reactor.callLater(self.interval, self._on_timer)

@@ -93,13 +93,46 @@ def test_a_killed_child_fails_the_call_and_the_next_call_starts_a_new_one(spec):
 def test_a_child_whose_node_is_gone_exits(spec):
     store = StoreProcess(spec)
     store.connect()
-    pid = store.pid
-    store._conn.close()  # what the kernel does when the node is killed
+    child = store._child
+    child.conn.close()  # what the kernel does when the node is killed
+    child.sock.close()
     deadline = time.monotonic() + TIMEOUT
-    while alive(pid) and time.monotonic() < deadline:
+    while alive(child.proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    store._proc.wait(5)
-    assert store._proc.returncode == 0
+    child.proc.wait(5)
+    assert child.proc.returncode == 0
+
+
+def test_two_batches_in_flight_come_back_in_order(spec):
+    store = StoreProcess(spec)
+    try:
+        first = store.send([received(PUBLIC, n) for n in range(5)], first=True)
+        second = store.send([received(PUBLIC, n) for n in range(5, 8)], first=False)
+        assert (store.receive(first).stored, store.receive(second).stored) == (5, 3)
+    finally:
+        store.close()
+
+
+def test_after_a_failed_batch_the_child_takes_nothing_until_the_failed_one_comes_back(spec):
+    """The batch behind a failed one is not written (it would be committed before the failed
+    one is resent): the child says so, and writes again from the next batch sent first."""
+    from dataclasses import replace
+
+    from tests.support.store_hooks import POISON
+
+    store = StoreProcess(replace(spec, hooks=("tests.support.store_hooks:fail_on_poison",)))
+    try:
+        failing = store.send([received(PUBLIC, 0), received(POISON, 1)], first=True)
+        behind = store.send([received(PUBLIC, 2)], first=False)
+        with pytest.raises(RuntimeError, match="test hook"):
+            store.receive(failing)
+        with pytest.raises(StoreUnavailable, match="the batch before it failed"):
+            store.receive(behind)
+        assert count(spec.dsn, "SELECT count(*) FROM frames") == 0
+        assert store.write([received(PUBLIC, 0)]).stored == 1
+        assert store.starts == 1  # the same child all along
+    finally:
+        store.close()
 
 
 def test_a_child_that_cannot_reach_the_database_says_so():
