@@ -50,12 +50,15 @@ def load_cursor(conn, upstream: str) -> int:
         return conn.execute("SELECT last_id FROM outbox_cursors WHERE upstream = %s", (upstream,)).fetchone()[0]
 
 
-def save_and_fetch(conn, upstream: str, durable: int, delivered: int, after: int, limit: int) -> list[OutboxRow]:
-    """Save the acknowledged cursor, drop delivered rows, fetch the next rows (one hop)."""
+def save_and_fetch(conn, upstream: str, durable: int, delivered: int, after: int, limit: int,
+                   save: bool = True) -> list[OutboxRow]:
+    """Save the acknowledged cursor and drop delivered rows (``save``: something was
+    acknowledged since the last save), then fetch the next rows (one hop)."""
     with conn.transaction():
-        conn.execute("UPDATE outbox_cursors SET last_id = greatest(last_id, %s), delivered = delivered + %s, "
-                     "updated_at = now() WHERE upstream = %s", (durable, delivered, upstream))
-        conn.execute("DELETE FROM outbox WHERE upstream = %s AND id <= %s", (upstream, durable))
+        if save:
+            conn.execute("UPDATE outbox_cursors SET last_id = greatest(last_id, %s), delivered = delivered + %s, "
+                         "updated_at = now() WHERE upstream = %s", (durable, delivered, upstream))
+            conn.execute("DELETE FROM outbox WHERE upstream = %s AND id <= %s", (upstream, durable))
         if limit <= 0:
             return []
         rows = conn.execute("SELECT id, command, received_at, frame FROM outbox WHERE upstream = %s AND id > %s "
@@ -66,7 +69,7 @@ def save_and_fetch(conn, upstream: str, durable: int, delivered: int, after: int
 @implementer(IPushProducer)
 class Forwarder:
     def __init__(self, reactor, pool, link, *, batch_rows: int = 500, realtime_window: float = 30.0,
-                 poll_interval: float = 5.0) -> None:
+                 poll_interval: float = 5.0, save_delay: float = 0.2) -> None:
         self.reactor = reactor
         self.pool = pool
         self.link = link
@@ -74,6 +77,8 @@ class Forwarder:
         self.batch_rows = batch_rows
         self.realtime_window = realtime_window
         self.poll_interval = poll_interval
+        self.save_delay = save_delay
+        self._save_call = None
         self.position = 0
         self.durable = 0
         self._saved = 0
@@ -117,6 +122,9 @@ class Forwarder:
         self._release_transport()
         if self._poll is not None and self._poll.running:
             self._poll.stop()
+        if self._save_call is not None and self._save_call.active():
+            self._save_call.cancel()
+        self._save_call = None
         await self.pool.run(save_and_fetch, self.name, self.durable, self._acked_since_save, self.durable, 0)
         self._acked_since_save = 0
 
@@ -163,12 +171,11 @@ class Forwarder:
             self.wake()
 
     def wake(self) -> None:
+        """New rows may wait: fetch them now, or once the rows in hand are written."""
         if not self.running or self._proto is None:
             return
-        if self._fetching:
+        if self._fetching or self._rows or self._paused:
             self._more = True
-            return
-        if self._rows or self._paused:
             return
         self._fetch()
 
@@ -176,7 +183,8 @@ class Forwarder:
         self._fetching = True
         self._more = False
         durable, delivered = self.durable, self._acked_since_save
-        d = self.pool.run(save_and_fetch, self.name, durable, delivered, self.position, self.batch_rows)
+        d = self.pool.run(save_and_fetch, self.name, durable, delivered, self.position, self.batch_rows,
+                          durable > self._saved or delivered > 0)
 
         def fetched(rows: list[OutboxRow]) -> None:
             self._fetching = False
@@ -186,10 +194,9 @@ class Forwarder:
                 return
             if rows and rows[0].id > self.position:
                 self._rows.extend(r for r in rows if r.id > self.position)
-            full = len(rows) >= self.batch_rows
+            if len(rows) >= self.batch_rows:
+                self._more = True  # a full fetch: more rows are likely waiting
             self._pump()
-            if (full or self._more) and not self._rows:
-                self.wake()
 
         def failed(f) -> None:
             self._fetching = False
@@ -216,8 +223,37 @@ class Forwarder:
             wrote = True
         if wrote:
             self._request_sync()
-        if not self._rows and not self._paused:
-            self.wake()
+        if not self._rows and not self._paused and self._more and not self._fetching:
+            self._fetch()  # only when rows may be waiting: a commit woke us, or the fetch was full
+
+    def _save_soon(self) -> None:
+        """Save the acknowledged cursor within ``save_delay`` (with the next fetch, or on its
+        own when none comes): it bounds what a restart sends again, not what is lost."""
+        if self._save_call is None:
+            self._save_call = self.reactor.callLater(self.save_delay, self._save_now)
+
+    def _save_now(self) -> None:
+        self._save_call = None
+        if self.durable <= self._saved or self._fetching or not self.running:
+            return  # saved meanwhile, or the fetch in progress saves it
+        if self._proto is not None and not self._rows and not self._paused:
+            self._fetch()
+            return
+        durable, delivered = self.durable, self._acked_since_save
+        self._fetching = True  # one database hop at a time
+
+        def saved(_) -> None:
+            self._fetching = False
+            self._saved = max(self._saved, durable)
+            self._acked_since_save -= delivered
+            if self._more and not self._rows and not self._paused:
+                self.wake()
+
+        def failed(f) -> None:
+            self._fetching = False
+            log.error("forwarder_fetch_failed", upstream=self.name, error=f.getErrorMessage())
+
+        self.pool.run(save_and_fetch, self.name, durable, delivered, durable, 0).addCallbacks(saved, failed)
 
     def _request_sync(self) -> None:
         if self._syncing:
@@ -238,6 +274,7 @@ class Forwarder:
                 self.acked += n
                 self._acked_since_save += n
                 self.durable = upto
+                self._save_soon()
             if self._sync_again and self._proto is not None:
                 self._request_sync()
 
