@@ -46,6 +46,8 @@ class Received:
     barrier: bool = False
     #: for a submitted item: called with (item, reason) if storage refuses it
     on_refused: Callable[["Received", str], None] | None = None
+    #: set by storage that remembers what it committed (a platform's frames arrive twice)
+    dedup_key: tuple | None = None
 
 
 class Ingest(Protocol):

@@ -18,6 +18,7 @@ which is refused; the others are stored.
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from typing import Callable
 
@@ -26,10 +27,26 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from codec.forwarding import data_unit
+
 from ..ingest import Received, Refused
 from .batch import BatchResult, BatchStore, Router
+from .rows import kind_of
 
 log = structlog.get_logger("relay.writer")
+
+#: seconds a committed platform frame is remembered, so that its second copy (the province
+#: gets each frame from the enterprise and again from the city) is answered at once and
+#: never reaches the store; a copy that comes later is deduplicated by the database
+DEDUP_WINDOW = 10.0
+#: at most this many frames remembered (about 100 bytes each)
+DEDUP_MAX = 100_000
+
+
+def dedup_key(frame) -> tuple:
+    """What the archive deduplicates on (``frames_dedup``): unique id, command class and the
+    data unit (its collection time included), as a digest."""
+    return frame.vin, kind_of(frame.command), hashlib.md5(data_unit(frame.raw)).digest()
 
 
 class BatchWriter:
@@ -69,11 +86,17 @@ class BatchWriter:
         self._stopping: Deferred | None = None
         self._stop_deadline = None
         self._logged_unregistered: set[str] = set()
+        #: platform frames committed in the last DEDUP_WINDOW seconds: keys, and (time, key) in order
+        self._recent: set[tuple] = set()
+        self._recent_order: deque[tuple[float, tuple]] = deque()
+        self.dedup_window = DEDUP_WINDOW
         self.running = False
         #: counters for stats and metrics
         self.batches = 0
         self.stored = 0
         self.duplicates = 0
+        #: duplicates answered from memory, without a trip to the database
+        self.duplicates_skipped = 0
         self.refused = 0
         self.last_batch_size = 0
         self.last_batch_seconds = 0.0
@@ -155,6 +178,14 @@ class BatchWriter:
         self._add(item, None)
 
     def _add(self, item: Received, d: Deferred | None) -> None:
+        if item.source == "platform" and item.frame.raw:
+            key = item.dedup_key = dedup_key(item.frame)
+            if key in self._recent:  # committed here moments ago: nothing to store
+                self.duplicates += 1
+                self.duplicates_skipped += 1
+                if d is not None:
+                    d.callback(None)
+                return
         self._pending.append((item, d))
         if not self._pressure and self.backlog >= self.high:
             self._set_pressure(True)
@@ -244,8 +275,11 @@ class BatchWriter:
                 self._logged_unregistered.add(vin)
                 log.warning("vehicle_unregistered", vin=vin, note="not in the registry: stored, not forwarded")
         refused = result.refused
+        self._forget_old()
         for i, (item, d) in enumerate(batch):
             if i not in refused:
+                if item.dedup_key is not None:
+                    self._remember(item.dedup_key)
                 if d is not None:
                     d.callback(None)
                 continue
@@ -268,6 +302,15 @@ class BatchWriter:
             except Exception:  # noqa: BLE001 - one listener must not stop the others
                 log.exception("commit_listener_failed")
         self._after_batch()
+
+    def _remember(self, key: tuple) -> None:
+        self._recent.add(key)
+        self._recent_order.append((self.reactor.seconds(), key))
+
+    def _forget_old(self) -> None:
+        order, cutoff = self._recent_order, self.reactor.seconds() - self.dedup_window
+        while order and (order[0][0] < cutoff or len(order) > DEDUP_MAX):
+            self._recent.discard(order.popleft()[1])
 
     def _failed(self, failure, epoch: int) -> None:
         if epoch != self._epoch or not self._inflight:

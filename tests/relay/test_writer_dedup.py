@@ -1,0 +1,70 @@
+"""The writer remembers the platform frames it committed for a few seconds: the second copy
+of a frame (a province gets each one from the enterprise and again from the city) is
+acknowledged at once and never reaches the store. Real PostgreSQL, the real writer with
+its store in the writer thread; every wait has a deadline."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+import codec
+from relay.ingest import Received
+from relay.store.writer import BatchWriter, Router
+from tests.support.fixtures import T0, data_frame
+
+VIN = "LNBSMX01000000401"
+TIMEOUT = 15.0
+
+
+def copy_of(n: int, source: str = "platform") -> Received:
+    """A fresh Received of the n-th frame, as a platform session (or a terminal's) hands it over."""
+    [frame] = codec.FrameReader(packed=True, lazy=True).feed(codec.encode_frame(data_frame(VIN, T0 + timedelta(seconds=n))))
+    peer = "platform:ent01" if source == "platform" else "tcp:10.0.0.1:4000"
+    return Received(frame, peer, T0 + timedelta(seconds=n, milliseconds=300), source, "ent01" if source == "platform" else "")
+
+
+def frames(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT count(*) FROM frames").fetchone()[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_second_copy_of_a_committed_platform_frame_is_acknowledged_without_a_batch(db_dsn):
+    w = BatchWriter(reactor, db_dsn, Router(), max_rows=100, interval=0.01)
+    await w.start()
+    try:
+        await w.accept(copy_of(0)).addTimeout(TIMEOUT, reactor)
+        batches = w.batches
+        d = w.accept(copy_of(0))
+        assert d.called and w.backlog == 0  # answered at once, nothing queued
+        assert (w.batches, w.duplicates, w.duplicates_skipped) == (batches, 1, 1)
+        assert frames(db_dsn) == 1
+    finally:
+        await w.stop().addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_copies_the_writer_does_not_remember_are_deduplicated_by_the_database(db_dsn):
+    """A terminal's repeated frame, and a platform frame whose first copy is still in flight
+    or was committed longer than the window ago, go to the store: stored once all the same."""
+    w = BatchWriter(reactor, db_dsn, Router(), max_rows=100, interval=0.01)
+    await w.start()
+    try:
+        first, second = w.accept(copy_of(1)), w.accept(copy_of(1))  # both before any commit
+        await second.addTimeout(TIMEOUT, reactor)
+        assert first.called and w.duplicates_skipped == 0
+        await w.accept(copy_of(2, "terminal")).addTimeout(TIMEOUT, reactor)
+        await w.accept(copy_of(2, "terminal")).addTimeout(TIMEOUT, reactor)
+        w.dedup_window = 0.0  # forget at the next commit
+        await w.accept(copy_of(3)).addTimeout(TIMEOUT, reactor)
+        await w.accept(copy_of(4)).addTimeout(TIMEOUT, reactor)
+        await w.accept(copy_of(3)).addTimeout(TIMEOUT, reactor)
+        assert w.duplicates_skipped == 0 and w.duplicates == 3  # each found by the database
+        assert frames(db_dsn) == 4
+    finally:
+        await w.stop().addTimeout(TIMEOUT, reactor)
