@@ -184,8 +184,9 @@ class BatchStore:
     def _write(self, conn: psycopg.Connection, batch: list[Received]) -> BatchResult:
         result = BatchResult(items=len(batch))
         months = {month_of(item.frame.collected_at or item.received_at) for item in batch}
-        with conn.transaction():
-            self.partitions.ensure(conn, months)
+        if self.partitions.missing(months):
+            with conn.transaction():
+                self.partitions.ensure(conn, months)
         with conn.transaction():
             cur = conn.cursor()
             ids = [r[0] for r in cur.execute("SELECT nextval('frames_id_seq') FROM generate_series(1, %s)",

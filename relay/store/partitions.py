@@ -47,6 +47,10 @@ class Partitions:
                                      sql.Literal(start), sql.Literal(end)))
                 self._known.add(key)
 
+    def missing(self, months: set[tuple[int, int]]) -> bool:
+        """Whether some month of ``months`` is not known to exist yet (then call ensure)."""
+        return any((table, year, month) not in self._known for year, month in months for table in self.tables)
+
     def forget(self) -> None:
         """After a rolled-back transaction the cache may claim months that do not exist."""
         self._known.clear()
