@@ -1,12 +1,13 @@
 """The forwarder of one upstream: the outbox, in order, to a logged-in link.
 
-Cursor rules (ARCHITECTURE.md, issue 4):
+The outbox of an upstream is every archived frame marked with its bit (``frames.routes``,
+written in the frame's own transaction; migration 0005), in frame id order, after the
+upstream's cursor. Cursor rules (ARCHITECTURE.md, issue 4):
 
-* ``position``: the last outbox row written to the current logged-in link;
-* ``durable``: the last row the upstream has acknowledged — everything written before a
+* ``position``: the last frame written to the current logged-in link;
+* ``durable``: the last frame the upstream has acknowledged — everything written before a
   heartbeat whose answer came back (the receiving node answers heartbeats only after
-  committing what preceded them). Only ``durable`` is saved in ``outbox_cursors``, and
-  outbox rows up to it are deleted.
+  committing what preceded them). Only ``durable`` is saved in ``outbox_cursors``.
 
 When the link drops, ``position`` falls back to ``durable`` and the unacknowledged rows
 are sent again after the next login: nothing is lost, and what arrives twice is dropped
@@ -32,6 +33,7 @@ from codec import Command
 from codec.forwarding import retag
 
 from .framing import release_producer
+from .store.routes import route_bits
 
 log = structlog.get_logger("relay.forwarder")
 
@@ -44,25 +46,28 @@ class OutboxRow:
     frame: bytes
 
 
-def load_cursor(conn, upstream: str) -> int:
+def load_cursor(conn, upstream: str) -> tuple[int, int]:
+    """The upstream's saved cursor (a frame id) and its bit in ``frames.routes``."""
+    bit = route_bits(conn, [upstream])[upstream]
     with conn.transaction():
         conn.execute("INSERT INTO outbox_cursors (upstream) VALUES (%s) ON CONFLICT DO NOTHING", (upstream,))
-        return conn.execute("SELECT last_id FROM outbox_cursors WHERE upstream = %s", (upstream,)).fetchone()[0]
+        last = conn.execute("SELECT last_id FROM outbox_cursors WHERE upstream = %s", (upstream,)).fetchone()[0]
+    return last, bit
 
 
-def save_and_fetch(conn, upstream: str, durable: int, delivered: int, after: int, limit: int,
+def save_and_fetch(conn, upstream: str, bit: int, durable: int, delivered: int, after: int, limit: int,
                    save: bool = True) -> list[OutboxRow]:
-    """Save the acknowledged cursor and drop delivered rows (``save``: something was
-    acknowledged since the last save), then fetch the next rows (one hop)."""
+    """Save the acknowledged cursor (``save``: something was acknowledged since the last
+    save), then fetch the next frames for the upstream after ``after`` (one hop)."""
     with conn.transaction():
         if save:
             conn.execute("UPDATE outbox_cursors SET last_id = greatest(last_id, %s), delivered = delivered + %s, "
                          "updated_at = now() WHERE upstream = %s", (durable, delivered, upstream))
-            conn.execute("DELETE FROM outbox WHERE upstream = %s AND id <= %s", (upstream, durable))
         if limit <= 0:
             return []
-        rows = conn.execute("SELECT id, command, received_at, frame FROM outbox WHERE upstream = %s AND id > %s "
-                            "ORDER BY id LIMIT %s", (upstream, after, limit)).fetchall()
+        rows = conn.execute("SELECT id, command, received_at, coalesce(forward, raw) FROM frames "
+                            "WHERE routes <> 0 AND routes & %s <> 0 AND id > %s ORDER BY id LIMIT %s",
+                            (1 << bit, after, limit)).fetchall()
     return [OutboxRow(*r) for r in rows]
 
 
@@ -81,6 +86,8 @@ class Forwarder:
         self._save_call = None
         self.position = 0
         self.durable = 0
+        #: this upstream's bit in frames.routes (known once started)
+        self.bit: int | None = None
         self._saved = 0
         self._acked_since_save = 0
         self._rows: deque[OutboxRow] = deque()
@@ -105,7 +112,8 @@ class Forwarder:
     async def start(self) -> None:
         self._rows.clear()
         self._unacked.clear()
-        self.durable = self.position = self._saved = await self.pool.run(load_cursor, self.name)
+        cursor, self.bit = await self.pool.run(load_cursor, self.name)
+        self.durable = self.position = self._saved = cursor
         self.running = True
         self._poll = LoopingCall(self.wake)
         self._poll.clock = self.reactor
@@ -125,7 +133,9 @@ class Forwarder:
         if self._save_call is not None and self._save_call.active():
             self._save_call.cancel()
         self._save_call = None
-        await self.pool.run(save_and_fetch, self.name, self.durable, self._acked_since_save, self.durable, 0)
+        if self.bit is not None:
+            await self.pool.run(save_and_fetch, self.name, self.bit, self.durable, self._acked_since_save,
+                                self.durable, 0)
         self._acked_since_save = 0
 
     # -- link events ------------------------------------------------------------------
@@ -183,7 +193,7 @@ class Forwarder:
         self._fetching = True
         self._more = False
         durable, delivered = self.durable, self._acked_since_save
-        d = self.pool.run(save_and_fetch, self.name, durable, delivered, self.position, self.batch_rows,
+        d = self.pool.run(save_and_fetch, self.name, self.bit, durable, delivered, self.position, self.batch_rows,
                           durable > self._saved or delivered > 0)
 
         def fetched(rows: list[OutboxRow]) -> None:
@@ -253,7 +263,7 @@ class Forwarder:
             self._fetching = False
             log.error("forwarder_fetch_failed", upstream=self.name, error=f.getErrorMessage())
 
-        self.pool.run(save_and_fetch, self.name, durable, delivered, durable, 0).addCallbacks(saved, failed)
+        self.pool.run(save_and_fetch, self.name, self.bit, durable, delivered, durable, 0).addCallbacks(saved, failed)
 
     def _request_sync(self) -> None:
         if self._syncing:

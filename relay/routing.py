@@ -21,6 +21,7 @@ class RegistryRouter(Router):
         self.public_sectors = public_sectors
         self.routes_cfg = routes
         self.charging = charging
+        self.names = tuple(r.name for r in routes)
 
     def routes(self, frame) -> tuple[list[str], bool]:
         if frame.command in CHARGING_COMMANDS:

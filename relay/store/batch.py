@@ -2,11 +2,12 @@
 
 :class:`BatchStore` owns one connection. ``write(batch)`` decodes the data units the
 reader left pending (an item whose data unit does not follow the layout is refused),
-reserves frame ids, COPYs the frames into a staging table, inserts them with ``ON
-CONFLICT DO NOTHING`` (a frame that arrives twice is stored once), COPYs decoded realtime
-rows, upserts the latest state, records logins, runs the hooks (charging tables, alarm
-episodes), COPYs one outbox row per (new frame, upstream) the router allows, and commits;
-it returns a plain :class:`BatchResult`.
+decides where each frame goes (the router), reserves frame ids, COPYs the frames into a
+staging table with the bits of their upstreams (the outbox: a mark on the archived frame,
+see migration 0005), inserts them with ``ON CONFLICT DO NOTHING`` (a frame that arrives
+twice is stored once), COPYs decoded realtime rows, upserts the latest state, records
+logins, runs the hooks (charging tables, alarm episodes), and commits; it returns a plain
+:class:`BatchResult`.
 
 A ``psycopg.OperationalError`` (the connection is gone) closes the connection and is
 raised: the caller keeps the batch and retries. Any other database error rolls back and
@@ -27,6 +28,7 @@ from codec.forwarding import forwardable
 from ..ingest import Received
 from ..policy import FORWARDED_VEHICLE_COMMANDS, is_forwarded_command
 from .partitions import Partitions, month_of
+from .routes import route_bits
 from .rows import DATA_COMMANDS, FRAME_COLUMNS, LATEST_COLUMNS, REALTIME_COLUMNS, frame_row, latest_row, realtime_row
 
 log = structlog.get_logger("relay.writer")
@@ -36,7 +38,10 @@ _FRAME_TYPES = ["int8", "timestamptz", "timestamptz", "text", "int2", "int2", "i
 _REALTIME_TYPES = ["text", "timestamptz", "timestamptz", "int8", "bool", "text", "text", "text", "float4", "float8",
                    "float4", "float4", "int2", "int4", "text", "bool", "float8", "float8", "int2", "text[]", "int4",
                    "float4", "float4", "int2", "int2", "int2", "int2"]
-_OUTBOX_TYPES = ["text", "text", "int2", "timestamptz", "timestamptz", "bytea"]
+#: what is copied for each frame: the archive row, then the upstreams it goes to (a bit per
+#: upstream, relay/store/routes.py) and what is forwarded when it is not the frame as received
+_STORED_COLUMNS = FRAME_COLUMNS + ("routes", "forward")
+_STORED_TYPES = _FRAME_TYPES + ["int4", "bytea"]
 
 _LATEST_TYPES = ["text", "timestamptz", "timestamptz", "text", "text", "float4", "float8", "float4", "float4", "int2",
                  "bool", "float8", "float8", "int2", "text[]", "timestamptz"]
@@ -86,7 +91,10 @@ def decode_pending(batch: list[Received]) -> dict[int, str]:
 
 class Router:
     """Decides the upstreams of a frame; the node gives one built from config and registry.
-    ``routes(frame)`` returns (upstream names, registered?)."""
+    ``routes(frame)`` returns (upstream names, registered?); ``names`` are every upstream
+    it may name."""
+
+    names: tuple[str, ...] = ()
 
     def routes(self, frame) -> tuple[list[str], bool]:  # pragma: no cover - interface
         return [], True
@@ -101,6 +109,8 @@ class BatchStore:
         self.extra = extra
         self.conn: psycopg.Connection | None = None
         self.partitions = Partitions()
+        #: upstream name -> its bit in frames.routes
+        self.bits: dict[str, int] = {}
 
     def connect(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
@@ -111,6 +121,7 @@ class BatchStore:
                                  (LIKE latest) ON COMMIT DELETE ROWS""")
             self.conn.commit()
             self.partitions.forget()
+            self.bits = route_bits(self.conn, list(self.router.names))
         return self.conn
 
     def _forget(self) -> None:
@@ -181,30 +192,53 @@ class BatchStore:
                 total.outbox[k] = total.outbox.get(k, 0) + v
         return total
 
+    def _plan(self, frame) -> tuple[int, bytes | None, list[str], bool] | None:
+        """Where ``frame`` goes: (bits of its upstreams, what is forwarded when it is not the
+        frame as received, the upstreams' names, whether its sender is registered); None for
+        what is never forwarded (answers, platform commands)."""
+        if frame.is_answer or not is_forwarded_command(frame.command):
+            return None
+        names, registered = self.router.routes(frame)
+        if not names:
+            return 0, None, names, registered
+        bits = 0
+        for name in names:
+            bits |= 1 << self.bits[name]
+        payload = forwardable(frame)
+        return bits, (None if payload is frame.raw else payload), names, registered
+
     def _write(self, conn: psycopg.Connection, batch: list[Received]) -> BatchResult:
         result = BatchResult(items=len(batch))
         months = {month_of(item.frame.collected_at or item.received_at) for item in batch}
         if self.partitions.missing(months):
             with conn.transaction():
                 self.partitions.ensure(conn, months)
+        # where each frame goes, decided before the transaction (a duplicate's plan is unused)
+        plans = [self._plan(item.frame) for item in batch]
         with conn.transaction():
             cur = conn.cursor()
+            if any(plan is not None and plan[0] for plan in plans):
+                # frame ids must commit in id order, or a forwarder reading "id > cursor" could
+                # pass over a frame another writer on this database commits later: writers
+                # that route take turns from their first id to their commit
+                cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('relay:outbox', 0))")
             ids = [r[0] for r in cur.execute("SELECT nextval('frames_id_seq') FROM generate_series(1, %s)",
                                              (len(batch),))]
-            with cur.copy(f"COPY stage_frames ({', '.join(FRAME_COLUMNS)}, seq) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(_FRAME_TYPES + ["int4"])
-                for seq, (fid, item) in enumerate(zip(ids, batch)):
-                    cp.write_row(frame_row(fid, item.frame, item.peer, item.received_at) + (seq,))
-            cols = ", ".join(FRAME_COLUMNS)
+            cols = ", ".join(_STORED_COLUMNS)
+            with cur.copy(f"COPY stage_frames ({cols}, seq) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(_STORED_TYPES + ["int4"])
+                for seq, (fid, item, plan) in enumerate(zip(ids, batch, plans)):
+                    routed = (plan[0], plan[1]) if plan is not None else (0, None)
+                    cp.write_row(frame_row(fid, item.frame, item.peer, item.received_at) + routed + (seq,))
             inserted = {r[0] for r in cur.execute(
                 f"INSERT INTO frames ({cols}) SELECT {cols} FROM stage_frames ORDER BY seq "
                 f"ON CONFLICT DO NOTHING RETURNING id")}
             result.stored = len(inserted)
             result.duplicates = len(batch) - len(inserted)
 
-            realtime, latest, logins, outbox = [], {}, [], []
+            realtime, latest, logins = [], {}, []
             unregistered: dict[str, tuple] = {}  # vin -> (last received, frames)
-            for fid, item in zip(ids, batch):
+            for fid, item, plan in zip(ids, batch, plans):
                 if fid not in inserted:
                     continue
                 frame = item.frame
@@ -223,18 +257,14 @@ class BatchStore:
                     logins.append((frame.vin, "login" if is_login else "logout", body.serial,
                                    body.iccid if is_login else "", list(body.subsystem_codes) if is_login else [],
                                    body.collected_at, item.received_at, item.peer))
-                if frame.is_answer or not is_forwarded_command(frame.command):
+                if plan is None:
                     continue
-                routes, registered = self.router.routes(frame)
+                _, _, names, registered = plan
                 if not registered and frame.command in FORWARDED_VEHICLE_COMMANDS:
                     seen = unregistered.get(frame.vin)
                     unregistered[frame.vin] = (item.received_at, (seen[1] if seen else 0) + 1)
-                if routes:
-                    payload = forwardable(frame)
-                    collected = frame.collected_at or item.received_at
-                    for name in routes:
-                        outbox.append((name, frame.vin, frame.command, collected, item.received_at, payload))
-                        result.outbox[name] = result.outbox.get(name, 0) + 1
+                for name in names:
+                    result.outbox[name] = result.outbox.get(name, 0) + 1
             if realtime:
                 with cur.copy(f"COPY realtime ({', '.join(REALTIME_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
                     cp.set_types(_REALTIME_TYPES)
@@ -250,16 +280,6 @@ class BatchStore:
             if logins:
                 cur.executemany("INSERT INTO logins (vin, event, serial, iccid, codes, collected_at, received_at, peer) "
                                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", logins)
-            if outbox:
-                # outbox ids must commit in id order, or a forwarder reading "id > cursor" could
-                # pass over a row another writer on this database commits later: writers take
-                # turns from here to their commit (rows are drawn from the sequence inside it)
-                cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('relay:outbox', 0))")
-                with cur.copy("COPY outbox (upstream, vin, command, collected_at, received_at, frame) "
-                              "FROM STDIN (FORMAT BINARY)") as cp:
-                    cp.set_types(_OUTBOX_TYPES)
-                    for row in outbox:
-                        cp.write_row(row)
             if unregistered:
                 cur.executemany("INSERT INTO unregistered (vin, first_seen, last_seen, frames) VALUES (%s, %s, %s, %s) "
                                 "ON CONFLICT (vin) DO UPDATE SET last_seen = EXCLUDED.last_seen, "

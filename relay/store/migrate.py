@@ -25,8 +25,9 @@ def available() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
-def migrate(conn: psycopg.Connection) -> list[int]:
-    """Apply missing migrations; return the versions applied now."""
+def migrate(conn: psycopg.Connection, upto: int | None = None) -> list[int]:
+    """Apply missing migrations (those up to version ``upto`` when given); return the versions
+    applied now."""
     applied_now = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
@@ -35,7 +36,7 @@ def migrate(conn: psycopg.Connection) -> list[int]:
                             applied_at timestamptz NOT NULL DEFAULT now())""")
         done = {r[0] for r in conn.execute("SELECT version FROM schema_version")}
         for version, name, sql in available():
-            if version in done:
+            if version in done or (upto is not None and version > upto):
                 continue
             conn.execute(sql)
             conn.execute("INSERT INTO schema_version (version, name) VALUES (%s, %s)", (version, name))

@@ -18,9 +18,8 @@ def stats(conn) -> dict:
         unregistered = conn.execute("SELECT count(*), coalesce(sum(frames), 0)::bigint FROM unregistered").fetchone()
         cursors = {u: (last, delivered) for u, last, delivered in conn.execute(
             "SELECT upstream, last_id, delivered FROM outbox_cursors")}
-        backlog = {u: n for u, n in conn.execute(
-            "SELECT o.upstream, count(*) FROM outbox o LEFT JOIN outbox_cursors c USING (upstream) "
-            "WHERE o.id > coalesce(c.last_id, 0) GROUP BY o.upstream")}
+        # the outbox view: frames marked for an upstream after its cursor (migration 0005)
+        backlog = {u: n for u, n in conn.execute("SELECT upstream, count(*) FROM outbox GROUP BY upstream")}
         audit = {f"{a}:{r}": n for a, r, n in conn.execute(
             "SELECT action, result, count(*) FROM audit GROUP BY action, result")}
         logins = conn.execute("SELECT count(*) FROM logins WHERE event = 'login'").fetchone()[0]

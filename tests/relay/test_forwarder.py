@@ -8,7 +8,7 @@ the upstream acknowledged, so a restart re-sends little.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -20,7 +20,8 @@ from twisted.internet.testing import StringTransport
 
 import codec
 from relay.forwarder import Forwarder
-from relay.store.batch import BatchResult
+from relay.ingest import Received
+from relay.store.batch import BatchResult, BatchStore, Router
 from relay.store.pool import QueryPool
 from tests.support.fixtures import T0, data_frame
 from tests.support.wait import until
@@ -69,13 +70,26 @@ class CountingPool(QueryPool):
         return super().run(fn, *args, **kwargs)
 
 
+class ToUp(Router):
+    """Everything goes to the one upstream, "up"."""
+
+    names = ("up",)
+
+    def routes(self, frame):
+        return ["up"], True
+
+
 def add_rows(dsn: str, first: int, count: int) -> list[bytes]:
+    """Store ``count`` data frames for "up" as a node would (the batch store)."""
     raws = [codec.encode_frame(data_frame(VIN, T0 + timedelta(seconds=first + i))) for i in range(count)]
-    with psycopg.connect(dsn) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO outbox (upstream, vin, command, collected_at, received_at, frame) "
-            "VALUES ('up', %s, 2, %s, now(), %s)",
-            [(VIN, T0 + timedelta(seconds=first + i), raw) for i, raw in enumerate(raws)])
+    store = BatchStore(dsn, ToUp(), [])
+    try:
+        store.connect()
+        now = datetime.now(timezone.utc)  # received just now: they go up as realtime, not reissue
+        result = store.write([Received(codec.decode_frame(raw), "tcp:10.0.0.1:1", now, "terminal") for raw in raws])
+        assert result.outbox == {"up": count}
+    finally:
+        store.close()
     return raws
 
 
@@ -128,7 +142,7 @@ async def test_the_acknowledged_cursor_is_saved_soon_after_the_acknowledgment(db
         await until(reactor, lambda: deferToThread(cursor, db_dsn).addCallback(lambda c: c == fwd.durable),
                     TIMEOUT, what="cursor saved")
         with psycopg.connect(db_dsn) as conn:
-            assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0  # delivered rows dropped
+            assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0  # nothing waits
     finally:
         await fwd.stop()
         await pool.stop()
