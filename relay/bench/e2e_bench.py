@@ -21,7 +21,8 @@ Figures (units in the key names):
   wall-clock time at which the load generator wrote that frame (VIN + collection time
   identify it; same host, same clock), over every frame stored at the province;
 * CPU per process during the sending window (100 = one core; a tier's figure includes its
-  store process, ``database.store: process``), how the whole machine's CPU time was spent
+  store process, ``database.store: process``, which ``<tier>_store`` shows on its own),
+  how the whole machine's CPU time was spent
   then (user, system, iowait, idle), and peak RSS per tier (VmHWM, store process included).
 
 Exit status 1 when a tier did not start, its links did not log in, or frames were lost.
@@ -231,6 +232,8 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
         def sample() -> None:
             now = time.time()
             cpu.append((now, {**{t: tree_cpu_seconds(n.pid, stores[t]) for t, n in nodes.items()},
+                              **{f"{t}_store": tree_cpu_seconds(stores[t][0], []) if stores[t] else None
+                                 for t in nodes},
                               "loadgen": proc_cpu_seconds(load.pid), "postgres": postgres_cpu_seconds(postmaster),
                               "machine": machine_cpu()}))
             with contextlib.suppress(Exception):
@@ -325,6 +328,9 @@ def run(args) -> int:
             cpu_pct[key] = pct(first[1].get(key), last[1].get(key), last[0] - first[0])
         machine = machine_cpu_pct(first[1].get("machine"), last[1].get("machine"),
                                   sum(v for v in cpu_pct.values() if v))
+        for tier in ("enterprise", "municipal", "provincial"):  # already counted in the tier's figure
+            cpu_pct[f"{tier}_store"] = pct(first[1].get(f"{tier}_store"), last[1].get(f"{tier}_store"),
+                                           last[0] - first[0])
     else:
         machine = None
     committed = window_rate(out.get("samples", []), start, end)
