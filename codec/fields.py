@@ -147,11 +147,19 @@ def _compile(name: str, fields: tuple[Field, ...], st: struct.Struct):
     dec.append("    if ab: rec['abnormal'] = ab")
     dec.append("    if inv: rec['invalid'] = inv")
     dec.append("    return rec")
+    # the same with the bounds check and the end offset, as FixedBlock.decode returns them
+    # (one call per block on the hot path instead of two)
+    dec_at = ["def decode_at(buf, off):",
+              f"    end = off + {st.size}",
+              "    if end > len(buf):",
+              f"        raise BadBody({name!r} + ': needs {st.size} bytes, ' + str(len(buf) - off) + ' left', off)"]
+    dec_at += dec[1:-1] + ["    return rec, end"]
     enc.append(f"    return _pack({', '.join(variables)})")
-    source = "\n".join(dec) + "\n\n" + "\n".join(enc) + "\n"
+    source = "\n".join(dec) + "\n\n" + "\n".join(dec_at) + "\n\n" + "\n".join(enc) + "\n"
+    env["BadBody"] = BadBody
     code = compile(source, f"<block {name}>", "exec")
     exec(code, env)  # noqa: S102 - source generated from this module's static tables
-    return env["decode"], env["encode"]
+    return env["decode"], env["decode_at"], env["encode"]
 
 
 class FastConstruct(construct.Construct):
@@ -195,9 +203,11 @@ class FixedBlock(FastConstruct):
         self.fields = tuple(fields)
         self.struct = struct.Struct(">" + "".join(f.code for f in self.fields))
         self.size = self.struct.size
-        self._decode, self._encode = _compile(name, self.fields, self.struct)
+        self._decode, decode_at, self._encode = _compile(name, self.fields, self.struct)
+        #: the generated ``decode(buf, off) -> (record, end)`` (bounds checked), called directly
+        self.decode = decode_at
 
-    def decode(self, buf: bytes, off: int) -> tuple[dict, int]:
+    def decode(self, buf: bytes, off: int) -> tuple[dict, int]:  # noqa: F811 - the instance's is generated
         end = off + self.size
         if end > len(buf):
             raise BadBody(f"{self.name}: needs {self.size} bytes, {len(buf) - off} left", off)
