@@ -24,7 +24,9 @@ log = structlog.get_logger("relay.alarms")
 
 FAULT_LISTS = ("battery_faults", "motor_faults", "engine_faults", "other_faults")
 _DATA = (Command.REALTIME, Command.REISSUE)
-_BY_VIN_AND_TIME = itemgetter(0, 1)
+_BY_TIME = itemgetter(0)
+#: the id of an episode opened in the batch being written, until the batch inserts it
+_NEW = -1
 
 
 def _active(alarm: dict) -> bool:
@@ -89,8 +91,11 @@ class AlarmTracker:
             readings.append((vin, at, alarm))
         if not readings:
             return
-        readings.sort(key=_BY_VIN_AND_TIME)
-        unknown = sorted({vin for vin, _, _ in readings if vin not in self._open})
+        # each vehicle's readings in collection-time order (they nearly always arrive so)
+        by_vin: dict[str, list] = {}
+        for vin, at, alarm in readings:
+            by_vin.setdefault(vin, []).append((at, alarm))
+        unknown = sorted(vin for vin in by_vin if vin not in self._open)
         if unknown:
             # the open episode of each vehicle, else when its last episode closed
             for vid, vin, level, flags, codes, last, closed in cur.execute(
@@ -103,47 +108,68 @@ class AlarmTracker:
                     self._open[vin] = _Open(None, 0, [], [], closed)
             for vin in unknown:
                 self._open.setdefault(vin, None)
-        touched: dict[int, _Open] = {}  # by episode: one batch may close one and open the next
-        for vin, at, alarm in readings:
-            level = alarm.get("max_level") or 0
-            flags = alarm.get("flags") or []
-            codes = [c for key in FAULT_LISTS for c in (alarm.get(key) or [])]
-            active = level > 0 or bool(flags) or bool(codes)
-            known = self._open.get(vin)
-            if known is not None and at < known.last_seen:
-                continue  # late data (a reissue): the vehicle has reported since
-            episode = known if known is not None and known.id is not None else None
-            if active:
-                if episode is None:
-                    vid = cur.execute(
-                        "INSERT INTO alarms (vin, opened_at, last_seen, max_level, flags, fault_codes) "
-                        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id", (vin, at, at, level, flags, codes)).fetchone()[0]
-                    self._open[vin] = _Open(vid, level, list(flags), codes, at, 0)
-                    self.opened += 1
-                    if level >= 3:
+        created: list[tuple[str, datetime, _Open]] = []  # episodes opened in this batch, written at the end
+        touched: dict[int, _Open] = {}  # existing episodes changed (one batch may close one and open the next)
+        for vin, vin_readings in by_vin.items():
+            if len(vin_readings) > 1:
+                vin_readings.sort(key=_BY_TIME)
+            for at, alarm in vin_readings:
+                level = alarm.get("max_level") or 0
+                flags = alarm.get("flags") or []
+                codes = [c for key in FAULT_LISTS for c in (alarm.get(key) or [])]
+                active = level > 0 or bool(flags) or bool(codes)
+                known = self._open.get(vin)
+                if known is not None and at < known.last_seen:
+                    continue  # late data (a reissue): the vehicle has reported since
+                episode = known if known is not None and known.id is not None else None
+                if active:
+                    if episode is None:
+                        opened = _Open(_NEW, level, list(flags), codes, at, 0)
+                        created.append((vin, at, opened))
+                        self._open[vin] = opened
+                        self.opened += 1
+                        if level >= 3:
+                            log.warning("alarm_level3", vin=vin, level=level, flags=flags, codes=codes,
+                                        collected_at=at.isoformat())
+                        continue
+                    if level >= 3 > episode.max_level:
                         log.warning("alarm_level3", vin=vin, level=level, flags=flags, codes=codes,
                                     collected_at=at.isoformat())
-                    continue
-                if level >= 3 > episode.max_level:
-                    log.warning("alarm_level3", vin=vin, level=level, flags=flags, codes=codes,
-                                collected_at=at.isoformat())
-                episode.max_level = max(episode.max_level, level)
-                episode.flags += [f for f in flags if f not in episode.flags]
-                episode.codes += [c for c in codes if c not in episode.codes]
-                episode.last_seen = at
-                episode.frames += 1
-                episode.dirty = True
-                touched[episode.id] = episode
-            elif episode is not None:
-                episode.closed_at = at
-                episode.dirty = True
-                touched[episode.id] = episode
-                self._open[vin] = _Open(None, 0, [], [], at)
-                self.closed += 1
-            elif known is not None:
-                known.last_seen = at
-            else:
-                self._open[vin] = _Open(None, 0, [], [], at)
+                    episode.max_level = max(episode.max_level, level)
+                    episode.flags += [f for f in flags if f not in episode.flags]
+                    episode.codes += [c for c in codes if c not in episode.codes]
+                    episode.last_seen = at
+                    episode.frames += 1
+                    episode.dirty = True
+                    if episode.id != _NEW:
+                        touched[episode.id] = episode
+                elif episode is not None:
+                    episode.closed_at = at
+                    episode.dirty = True
+                    if episode.id != _NEW:
+                        touched[episode.id] = episode
+                    self._open[vin] = _Open(None, 0, [], [], at)
+                    self.closed += 1
+                elif known is not None:
+                    known.last_seen = at
+                else:
+                    self._open[vin] = _Open(None, 0, [], [], at)
+        if created:
+            # one statement for the batch's new episodes, in their final state (returning ids in order)
+            cur.executemany(
+                "INSERT INTO alarms (vin, opened_at, last_seen, max_level, flags, fault_codes, frames, closed_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                [(vin, at, e.last_seen, e.max_level, e.flags, e.codes, 1 + e.frames, e.closed_at)
+                 for vin, at, e in created], returning=True)
+            ids = []
+            while True:
+                ids.append(cur.fetchone()[0])
+                if not cur.nextset():
+                    break
+            for (_, _, e), vid in zip(created, ids):
+                e.id = vid if e.closed_at is None else None  # a closed one is history already
+                e.frames = 0
+                e.dirty = False
         updates = [(e.max_level, e.flags, e.codes, e.last_seen, e.frames, e.closed_at, e.id)
                    for e in touched.values() if e.dirty]
         if updates:
