@@ -23,8 +23,6 @@ import psycopg
 import pytest
 import treq
 from psycopg import sql
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
 import codec
@@ -33,7 +31,7 @@ from relay import registry
 from relay import simulate
 from relay.api import hash_token
 from tests.support.processes import RELAY, NodeProcess, logfmt, write_config
-from tests.support.wait import until
+from tests.support.counts import _query, at_least, count_is, query, rows, scalar, within  # noqa: F401 - the suite's helpers
 
 #: seconds during which a test watches that something does NOT happen (a spinning writer)
 QUIET = 2.0
@@ -44,30 +42,10 @@ TOKEN = "chaos-read-token"
 DATA_COMMANDS = (Command.REALTIME, Command.REISSUE)
 
 
-def within(d: Deferred, seconds: float = 30.0) -> Deferred:
-    return d.addTimeout(seconds, reactor)
-
-
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 def dbname(dsn: str) -> str:
     return psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
-
-
-def _query(dsn: str, text: str, args: tuple) -> list[tuple]:
-    with psycopg.connect(dsn, connect_timeout=5) as conn:
-        cur = conn.execute(text, args or None)
-        return cur.fetchall() if cur.description else []
-
-
-def query(dsn: str, text: str, *args) -> list[tuple]:
-    """Blocking: for set-up before the reactor work starts."""
-    return _query(dsn, text, args)
-
-
-async def rows(dsn: str, text: str, *args) -> list[tuple]:
-    """Off the reactor thread, so the nodes (and test clients) keep running while we look."""
-    return await within(deferToThread(_query, dsn, text, args))
 
 
 async def stored_keys(dsn: str) -> Counter:
@@ -79,20 +57,6 @@ async def stored_keys(dsn: str) -> Counter:
 def covered(acknowledged: Counter, stored: Counter) -> bool:
     """Is every acknowledged frame among the stored ones (as many times)?"""
     return all(stored[key] >= n for key, n in acknowledged.items())
-
-
-async def scalar(dsn: str, text: str, *args):
-    return (await rows(dsn, text, *args))[0][0]
-
-
-def at_least(dsn: str, text: str, n: int, *args):
-    return lambda: Deferred.fromCoroutine(scalar(dsn, text, *args)).addCallback(lambda v: v >= n)
-
-
-async def count_is(dsn: str, text: str, expected: int, what: str, *args, timeout: float = 30.0) -> None:
-    """Wait until ``text`` counts ``expected``, then check it did not overshoot."""
-    await until(reactor, at_least(dsn, text, expected, *args), timeout, every=0.1, what=what)
-    assert await scalar(dsn, text, *args) == expected, what
 
 
 def _terminate(pg_server: str, name: str) -> list[str]:

@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred
 from relay.simulate import VehicleSimulator, make_fleet
 from tests.chaos.conftest import (AnswerLog, at_least, count_is, counting_simulator, covered, fleet_rows, rows, scalar,
                                   seed, stored_keys)
+from tests.support.counts import DATA, PRIVATE_FRAMES, every_tier_holds_what_was_sent
 from tests.support.processes import NodeProcess, stop_all
 from tests.support.tiers import enterprise, free_port, loopback, municipal, node_file, online, provincial
 from tests.support.wait import until
@@ -31,9 +32,7 @@ from tests.support.wait import until
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 TIERS = ("enterprise", "municipal", "provincial")
-DATA = "SELECT count(*) FROM realtime"
 PUBLIC_DATA = "SELECT count(*) FROM realtime r JOIN vehicles v USING (vin) WHERE v.sector <> 'private'"
-PRIVATE_FRAMES = "SELECT count(*) FROM frames f JOIN vehicles v USING (vin) WHERE v.sector = 'private'"
 LOGOUTS = "SELECT count(*) FROM logins WHERE event = 'logout'"
 #: the vehicle frames of public vehicles (logins 0x01, data 0x02/0x03, logouts 0x04), as stored
 PUBLIC_FRAMES = ("SELECT f.vin, f.collected_at, f.command, f.digest FROM frames f JOIN vehicles v USING (vin) "
@@ -205,14 +204,7 @@ async def test_province_killed_mid_stream_and_restarted_gets_every_public_frame_
         sent = result["frames_sent"]
         assert sent["public"] > 0 and sent["private"] > 0
 
-        await count_is(dsns["enterprise"], DATA, sent["public"] + sent["private"], "enterprise data frames")
-        await count_is(dsns["municipal"], DATA, sent["public"], "city data frames")
-        await count_is(dsns["provincial"], DATA, sent["public"], "province data frames")
-        public_frames_sent = sent["public"] + 2 * len(public)  # with each vehicle's login and logout
-        for tier in ("municipal", "provincial"):
-            await count_is(dsns[tier], "SELECT count(*) FROM frames WHERE command IN (1, 2, 3, 4)", public_frames_sent,
-                           f"{tier} vehicle frames")
-            assert await scalar(dsns[tier], PRIVATE_FRAMES) == 0, tier
+        await every_tier_holds_what_was_sent(dsns, sent, len(public))
         assert await scalar(dsns["provincial"], "SELECT count(DISTINCT (vin, collected_at, digest)) FROM frames "
                                                 "WHERE command IN (2, 3)") == sent["public"]
         assert await public_frames(dsns["provincial"]) == await public_frames(dsns["enterprise"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import psycopg
-import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
