@@ -405,7 +405,7 @@ def run(args) -> int:
         "frames_refused": out.get("refusals", {}),
         "loadgen_exit_status": out.get("loadgen_rc"),
         "rss_includes": "bench process = node (reactor, writer thread, query pool) + constant-size bench "
-                        "bookkeeping; not the load generator, not PostgreSQL",
+                        "bookkeeping, plus the node's store process; not the load generator, not PostgreSQL",
         "loadavg_1m_start": round(load1_start, 2),
         "loadavg_1m_end": round(os.getloadavg()[0], 2),
         **run_environment(),
