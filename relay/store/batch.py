@@ -2,10 +2,11 @@
 
 :class:`BatchStore` owns one connection. ``write(batch)`` decodes the data units the
 reader left pending (an item whose data unit does not follow the layout is refused),
-decides where each frame goes (the router), reserves frame ids, COPYs the frames into a
-staging table with the bits of their upstreams (the outbox: a mark on the archived frame,
-see migration 0005), inserts them with ``ON CONFLICT DO NOTHING`` (a frame that arrives
-twice is stored once), COPYs decoded realtime rows, upserts the latest state, records
+decides where each frame goes (the router), reserves frame ids, COPYs the frames into the
+archive with the bits of their upstreams (the outbox: a mark on the archived frame, see
+migration 0005) — straight in, or, when duplicates arrive, through a staging table and
+``ON CONFLICT DO NOTHING`` (a frame that arrives twice is stored once) —, COPYs decoded
+realtime rows, upserts the latest state, records
 logins, runs the hooks (charging tables, alarm episodes), and commits; it returns a plain
 :class:`BatchResult`.
 
@@ -111,6 +112,8 @@ class BatchStore:
         self.partitions = Partitions()
         #: upstream name -> its bit in frames.routes
         self.bits: dict[str, int] = {}
+        #: archive straight into frames (no duplicate seen lately), see _archive
+        self._direct = True
 
     def connect(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
@@ -207,6 +210,33 @@ class BatchStore:
         payload = forwardable(frame)
         return bits, (None if payload is frame.raw else payload), names, registered
 
+    def _archive(self, cur, ids: list[int], rows: list[tuple]) -> set[int]:
+        """Insert the frames' archive rows; the ids of those stored (a frame already archived
+        is not stored again). Straight into ``frames`` while the last batches had no
+        duplicate (a savepoint catches one and the batch goes the other way); otherwise
+        through a staging table and ``ON CONFLICT DO NOTHING``."""
+        cols = ", ".join(_STORED_COLUMNS)
+        if self._direct:
+            try:
+                with cur.connection.transaction(), \
+                        cur.copy(f"COPY frames ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(_STORED_TYPES)
+                    for row in rows:
+                        cp.write_row(row)
+                return set(ids)
+            except psycopg.errors.UniqueViolation:
+                self._direct = False  # duplicates arrive: stage the next batches too
+        with cur.copy(f"COPY stage_frames ({cols}, seq) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(_STORED_TYPES + ["int4"])
+            for seq, row in enumerate(rows):
+                cp.write_row(row + (seq,))
+        inserted = {r[0] for r in cur.execute(
+            f"INSERT INTO frames ({cols}) SELECT {cols} FROM stage_frames ORDER BY seq "
+            f"ON CONFLICT DO NOTHING RETURNING id")}
+        if len(inserted) == len(ids):
+            self._direct = True  # no duplicate in this batch: try straight in again
+        return inserted
+
     def _write(self, conn: psycopg.Connection, batch: list[Received]) -> BatchResult:
         result = BatchResult(items=len(batch))
         months = {month_of(item.frame.collected_at or item.received_at) for item in batch}
@@ -224,15 +254,10 @@ class BatchStore:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('relay:outbox', 0))")
             ids = [r[0] for r in cur.execute("SELECT nextval('frames_id_seq') FROM generate_series(1, %s)",
                                              (len(batch),))]
-            cols = ", ".join(_STORED_COLUMNS)
-            with cur.copy(f"COPY stage_frames ({cols}, seq) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(_STORED_TYPES + ["int4"])
-                for seq, (fid, item, plan) in enumerate(zip(ids, batch, plans)):
-                    routed = (plan[0], plan[1]) if plan is not None else (0, None)
-                    cp.write_row(frame_row(fid, item.frame, item.peer, item.received_at) + routed + (seq,))
-            inserted = {r[0] for r in cur.execute(
-                f"INSERT INTO frames ({cols}) SELECT {cols} FROM stage_frames ORDER BY seq "
-                f"ON CONFLICT DO NOTHING RETURNING id")}
+            rows = [frame_row(fid, item.frame, item.peer, item.received_at)
+                    + ((plan[0], plan[1]) if plan is not None else (0, None))
+                    for fid, item, plan in zip(ids, batch, plans)]
+            inserted = self._archive(cur, ids, rows)
             result.stored = len(inserted)
             result.duplicates = len(batch) - len(inserted)
 

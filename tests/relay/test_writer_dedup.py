@@ -67,3 +67,31 @@ async def test_copies_the_writer_does_not_remember_are_deduplicated_by_the_datab
         assert frames(db_dsn) == 4
     finally:
         await w.stop().addTimeout(TIMEOUT, reactor)
+
+
+def test_the_store_archives_straight_in_until_a_duplicate_comes_then_stages_until_a_clean_batch(db_dsn):
+    """The batch store copies frames straight into the archive while no duplicate comes; a
+    batch with one (of an archived frame, or twice in the batch) is written through the
+    staging table instead, storing the rest, and so is the next; a clean batch goes
+    straight in again."""
+    from relay.store.batch import BatchStore
+
+    store = BatchStore(db_dsn, Router(), [])
+    store.connect()
+    try:
+        def write(*ns: int):
+            return store.write([copy_of(n, "terminal") for n in ns])
+
+        first = write(0, 1)
+        assert (first.stored, first.duplicates, store._direct) == (2, 0, True)
+        again = write(0, 2)  # 0 is archived already: the straight copy fails, the staged one stores 2
+        assert (again.stored, again.duplicates, store._direct) == (1, 1, False)
+        staged = write(3)
+        assert (staged.stored, staged.duplicates, store._direct) == (1, 0, True)
+        twice = write(4, 4)
+        assert (twice.stored, twice.duplicates) == (1, 1)
+        assert frames(db_dsn) == 5
+        with psycopg.connect(db_dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM realtime").fetchone()[0] == 5
+    finally:
+        store.close()
