@@ -14,6 +14,7 @@ Every wait polls with a deadline (``until``); every awaited Deferred has a timeo
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 
 import pytest
@@ -26,7 +27,8 @@ from tests.chaos.conftest import (AnswerLog, at_least, count_is, counting_simula
                                   seed, stored_keys)
 from tests.support.counts import DATA, PRIVATE_FRAMES, every_tier_holds_what_was_sent
 from tests.support.processes import NodeProcess, stop_all
-from tests.support.tiers import enterprise, free_port, loopback, municipal, node_file, online, provincial
+from tests.support.tiers import (enterprise, free_port, kill_mid_stream, loopback, municipal, node_file, online,
+                                 provincial)
 from tests.support.wait import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -81,6 +83,19 @@ class Tiers:
     async def stop(self) -> None:
         await stop_all(self.processes)
 
+    @contextlib.asynccontextmanager
+    async def running(self):
+        """The three nodes started and linked; stopped at the end, their output shown (by
+        pytest) when the test fails."""
+        try:
+            await self.start_all()
+            yield self
+        except BaseException:
+            print(self.output())
+            raise
+        finally:
+            await self.stop()
+
 
 async def public_frames(dsn: str) -> Counter:
     return Counter((vin, at, command, bytes(digest)) for vin, at, command, digest in await rows(dsn, PUBLIC_FRAMES))
@@ -119,8 +134,7 @@ async def test_enterprise_killed_mid_stream_and_restarted_upstreams_get_every_pu
     counting_simulator(monkeypatch, answers)
     tiers = Tiers(make_db, tmp_path, fleet, answer_realtime=True)
     dsns, ent = tiers.dsns, tiers.enterprise
-    try:
-        await tiers.start_all()
+    async with tiers.running():
         sim = VehicleSimulator(reactor, "127.0.0.1", tiers.ports["enterprise"], fleet, interval=0.5,
                                reconnect_delay=0.1)
         running = Deferred.fromCoroutine(sim.run(14.0)).addTimeout(40, reactor)
@@ -159,11 +173,6 @@ async def test_enterprise_killed_mid_stream_and_restarted_upstreams_get_every_pu
         for upstream in ("municipal", "provincial"):
             await drained(dsns["enterprise"], upstream, f"enterprise's outbox for {upstream} drained")
         assert not ent.runs[0].has_event("node_stopping")  # the first run really died without a goodbye
-    except BaseException:
-        print(tiers.output())  # shown by pytest with the failure
-        raise
-    finally:
-        await tiers.stop()
 
 
 @pytest_twisted.ensureDeferred
@@ -180,17 +189,10 @@ async def test_province_killed_mid_stream_and_restarted_gets_every_public_frame_
     public = [v for v in fleet if v.public]
     tiers = Tiers(make_db, tmp_path, fleet)
     dsns, prov = tiers.dsns, tiers.province
-    try:
-        await tiers.start_all()
+    async with tiers.running():
         sim = VehicleSimulator(reactor, "127.0.0.1", tiers.ports["enterprise"], fleet, interval=0.5)
         running = Deferred.fromCoroutine(sim.run(8.0)).addTimeout(40, reactor)
-        await until(reactor, at_least(dsns["provincial"], DATA, 20), 20, every=0.1, what="frames at the province")
-
-        killed = await prov.kill()
-        assert killed.signal == 9, prov.output()
-        stored_at_kill = await scalar(dsns["enterprise"], DATA)
-        await until(reactor, at_least(dsns["enterprise"], DATA, stored_at_kill + 3 * len(fleet)), 15, every=0.1,
-                    what="frames stored while the province is dead")
+        await kill_mid_stream(prov, dsns, len(fleet))
 
         async def both_hold_a_backlog() -> bool:
             return (await backlog(dsns["enterprise"], "provincial")) > 0 \
@@ -211,8 +213,3 @@ async def test_province_killed_mid_stream_and_restarted_gets_every_public_frame_
         for tier in ("enterprise", "municipal"):
             await drained(dsns[tier], "provincial", f"{tier}'s outbox for the province drained")
         assert not prov.runs[0].has_event("node_stopping")  # the first run really died without a goodbye
-    except BaseException:
-        print(tiers.output())  # shown by pytest with the failure
-        raise
-    finally:
-        await tiers.stop()

@@ -18,9 +18,9 @@ from twisted.internet.defer import Deferred
 
 from relay import registry
 from relay.simulate import VehicleSimulator, make_fleet
-from tests.support.counts import DATA, at_least, every_tier_holds_what_was_sent, rows, scalar
+from tests.support.counts import at_least, every_tier_holds_what_was_sent, rows, scalar
 from tests.support.processes import NodeProcess, run_command, stop_all
-from tests.support.tiers import enterprise, free_port, municipal, node_file, online, provincial
+from tests.support.tiers import enterprise, free_port, kill_mid_stream, municipal, node_file, online, provincial
 from tests.support.wait import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -64,13 +64,8 @@ async def test_city_killed_mid_stream_and_restarted_province_gets_every_public_f
 
         sim = VehicleSimulator(reactor, "127.0.0.1", terminals, fleet, interval=0.5)
         running = Deferred.fromCoroutine(sim.run(8.0)).addTimeout(60, reactor)
-        await until(reactor, at_least(dsns["provincial"], DATA, 20), 20, every=0.1, what="frames at the province")
-        killed = await muni.kill()
-        assert killed.signal == 9, muni.output()
-        stored_then = await scalar(dsns["enterprise"], DATA)
         # the enterprise goes on storing; the frames for the city wait in its outbox
-        await until(reactor, at_least(dsns["enterprise"], DATA, stored_then + 3 * len(fleet)), 20, every=0.1,
-                    what="frames stored while the city is dead")
+        await kill_mid_stream(muni, dsns, len(fleet))
         assert (await muni.start())["platforms"] == muni_port
         result = await running
         assert result["login_failures"] == 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import psycopg
-import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import succeed
@@ -99,50 +98,45 @@ def cursor(dsn: str) -> int:
     return row[0] if row else 0
 
 
-@pytest.fixture
-def forwarder(db_dsn):
+@pytest_twisted.async_yield_fixture
+async def forwarder(db_dsn):
+    """A started forwarder (its cursor loaded) over a real pool, and its link's stand-in."""
     pool = CountingPool(reactor, db_dsn, 2)
     link = Link()
     fwd = Forwarder(reactor, pool, link, realtime_window=3600.0, poll_interval=60.0)
-    return fwd, pool, link
+    await pool.start()
+    try:
+        await fwd.start()
+        yield fwd, pool, link
+        await fwd.stop()
+    finally:
+        await pool.stop()
 
 
 @pytest_twisted.ensureDeferred
 async def test_each_commit_costs_one_fetch_and_rows_go_up_in_order(db_dsn, forwarder):
     fwd, pool, link = forwarder
-    await pool.start()
-    try:
-        await fwd.start()
-        up = Upstream()
-        fwd.link_online(up)
-        await until(reactor, lambda: not fwd._fetching, TIMEOUT, what="the first fetch")
-        before = pool.fetches
-        for n in range(3):
-            raws = await deferToThread(add_rows, db_dsn, 10 * n, 5)
-            fwd.on_commit(BatchResult(outbox={"up": 5}))
-            await until(reactor, lambda: up.frames[-5:] == raws, TIMEOUT, what=f"commit {n} written")
-        assert pool.fetches - before == 3
-        assert len(up.frames) == 15 and link.syncs >= 1
-    finally:
-        await fwd.stop()
-        await pool.stop()
+    up = Upstream()
+    fwd.link_online(up)
+    await until(reactor, lambda: not fwd._fetching, TIMEOUT, what="the first fetch")
+    before = pool.fetches
+    for n in range(3):
+        raws = await deferToThread(add_rows, db_dsn, 10 * n, 5)
+        fwd.on_commit(BatchResult(outbox={"up": 5}))
+        await until(reactor, lambda: up.frames[-5:] == raws, TIMEOUT, what=f"commit {n} written")
+    assert pool.fetches - before == 3
+    assert len(up.frames) == 15 and link.syncs >= 1
 
 
 @pytest_twisted.ensureDeferred
 async def test_the_acknowledged_cursor_is_saved_soon_after_the_acknowledgment(db_dsn, forwarder):
     fwd, pool, link = forwarder
-    await pool.start()
-    try:
-        await fwd.start()
-        raws = await deferToThread(add_rows, db_dsn, 0, 4)
-        up = Upstream()
-        fwd.link_online(up)
-        await until(reactor, lambda: up.frames == raws, TIMEOUT, what="rows written")
-        assert fwd.durable == fwd.position  # the stand-in acknowledged at once
-        await until(reactor, lambda: deferToThread(cursor, db_dsn).addCallback(lambda c: c == fwd.durable),
-                    TIMEOUT, what="cursor saved")
-        with psycopg.connect(db_dsn) as conn:
-            assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0  # nothing waits
-    finally:
-        await fwd.stop()
-        await pool.stop()
+    raws = await deferToThread(add_rows, db_dsn, 0, 4)
+    up = Upstream()
+    fwd.link_online(up)
+    await until(reactor, lambda: up.frames == raws, TIMEOUT, what="rows written")
+    assert fwd.durable == fwd.position  # the stand-in acknowledged at once
+    await until(reactor, lambda: deferToThread(cursor, db_dsn).addCallback(lambda c: c == fwd.durable),
+                TIMEOUT, what="cursor saved")
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0  # nothing waits

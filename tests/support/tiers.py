@@ -61,4 +61,22 @@ def online(proc: NodeProcess, upstream_name: str):
     return lambda: proc.proto.has_event("upstream_link_state", upstream=upstream_name, state="online")
 
 
-__all__ = ["free_port", "loopback", "node_file", "provincial", "municipal", "enterprise", "online"]
+async def kill_mid_stream(proc: NodeProcess, dsns: dict[str, str], fleet_size: int) -> int:
+    """Once data reaches the province, SIGKILL ``proc`` and wait until the enterprise has
+    stored three more frames per vehicle while it is dead; the enterprise's count at the
+    kill."""
+    from twisted.internet import reactor
+
+    from .counts import DATA, at_least, scalar
+    from .wait import until
+
+    await until(reactor, at_least(dsns["provincial"], DATA, 20), 20, every=0.1, what="frames at the province")
+    killed = await proc.kill()
+    assert killed.signal == 9, proc.output()
+    stored_at_kill = await scalar(dsns["enterprise"], DATA)
+    await until(reactor, at_least(dsns["enterprise"], DATA, stored_at_kill + 3 * fleet_size), 20, every=0.1,
+                what=f"frames stored while the {proc.name} node is dead")
+    return stored_at_kill
+
+
+__all__ = ["free_port", "loopback", "node_file", "provincial", "municipal", "enterprise", "online", "kill_mid_stream"]
