@@ -189,11 +189,15 @@ class Forwarder:
             return
         self._fetch()
 
-    def _fetch(self) -> None:
+    def _fetch(self, limit: int | None = None) -> None:
+        """Save the acknowledged cursor and fetch up to ``limit`` rows (``batch_rows``; 0: only
+        save, rows being in hand or no link to write them to)."""
+        limit = self.batch_rows if limit is None else limit
         self._fetching = True
-        self._more = False
+        if limit:
+            self._more = False
         durable, delivered = self.durable, self._acked_since_save
-        d = self.pool.run(save_and_fetch, self.name, self.bit, durable, delivered, self.position, self.batch_rows,
+        d = self.pool.run(save_and_fetch, self.name, self.bit, durable, delivered, self.position, limit,
                           durable > self._saved or delivered > 0)
 
         def fetched(rows: list[OutboxRow]) -> None:
@@ -246,24 +250,8 @@ class Forwarder:
         self._save_call = None
         if self.durable <= self._saved or self._fetching or not self.running:
             return  # saved meanwhile, or the fetch in progress saves it
-        if self._proto is not None and not self._rows and not self._paused:
-            self._fetch()
-            return
-        durable, delivered = self.durable, self._acked_since_save
-        self._fetching = True  # one database hop at a time
-
-        def saved(_) -> None:
-            self._fetching = False
-            self._saved = max(self._saved, durable)
-            self._acked_since_save -= delivered
-            if self._more and not self._rows and not self._paused:
-                self.wake()
-
-        def failed(f) -> None:
-            self._fetching = False
-            log.error("forwarder_fetch_failed", upstream=self.name, error=f.getErrorMessage())
-
-        self.pool.run(save_and_fetch, self.name, self.bit, durable, delivered, durable, 0).addCallbacks(saved, failed)
+        idle = self._proto is not None and not self._rows and not self._paused
+        self._fetch(None if idle else 0)
 
     def _request_sync(self) -> None:
         if self._syncing:
