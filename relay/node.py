@@ -194,7 +194,7 @@ class Node:
     async def refresh_registry(self) -> int:
         entries = await self.pool.run(registry_mod.load)
         self.registry.replace(entries)
-        await self.writer.refresh()
+        self.writer.refresh()
         return len(entries)
 
     def _learn_stations(self, result) -> None:

@@ -2,8 +2,8 @@
 
 Reactor side: :meth:`BatchWriter.accept` appends to the pending batch and returns a
 Deferred (:meth:`BatchWriter.submit` appends without one). A batch is handed to the
-writer thread when ``batch_max_rows`` items are pending or ``batch_interval_ms`` has passed; while one batch commits the next one
-accumulates (group commit). Above ``high_watermark`` pending items the pressure
+writer thread when ``batch_max_rows`` items are pending or ``batch_interval_ms`` has
+passed; while one batch commits the next one accumulates (group commit). Above ``high_watermark`` pending items the pressure
 listeners are told to stop reading; below ``low_watermark`` to resume.
 
 Writer thread: one hop per batch to :class:`relay.store.batch.BatchStore` (one connection,
@@ -18,7 +18,6 @@ which is refused; the others are stored.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from typing import Callable
 
@@ -27,11 +26,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from codec.forwarding import data_unit
-
 from ..ingest import Received, Refused
 from .batch import BatchResult, BatchStore, Router
-from .rows import kind_of
+from .rows import dedup_key
 
 log = structlog.get_logger("relay.writer")
 
@@ -41,12 +38,6 @@ log = structlog.get_logger("relay.writer")
 DEDUP_WINDOW = 10.0
 #: at most this many frames remembered (about 100 bytes each)
 DEDUP_MAX = 100_000
-
-
-def dedup_key(frame) -> tuple:
-    """What the archive deduplicates on (``frames_dedup``): unique id, command class and the
-    data unit (its collection time included), as a digest."""
-    return frame.vin, kind_of(frame.command), hashlib.md5(data_unit(frame.raw)).digest()
 
 
 class BatchWriter:
@@ -109,16 +100,12 @@ class BatchWriter:
         self.running = True
         return deferToThreadPool(self.reactor, self._pool, self.store.connect)
 
-    def refresh(self) -> Deferred:
-        """The registry changed: a store that keeps its own copy reloads it (between two
-        batches, on the writer thread); one that shares the node's copy has nothing to do."""
+    def refresh(self) -> None:
+        """The registry changed: a store that keeps its own copy (a store process) is told to
+        reload it before its next batch; one that shares the node's copy has nothing to do."""
         refresh = getattr(self.store, "refresh", None)
-        if refresh is None or not self.running:
-            return succeed(None)
-        if self.depth > 1:
-            refresh()  # only marks it: the store reloads before its next batch
-            return succeed(None)
-        return deferToThreadPool(self.reactor, self._pool, refresh)
+        if refresh is not None and self.running:
+            refresh()  # only marks it: no I/O here
 
     def stop(self, timeout: float = 30.0) -> Deferred:
         """Write everything pending, then close the connection and the thread. If the database
