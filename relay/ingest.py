@@ -50,6 +50,19 @@ class Received:
     dedup_key: tuple | None = None
 
 
+def decode_pending(batch: list[Received]) -> dict[int, str]:
+    """Decode the pending realtime data units of ``batch`` in place (``FrameReader(lazy=True)``);
+    the items whose data unit does not follow the layout, by index, with the reason."""
+    refused = {}
+    for i, item in enumerate(batch):
+        if type(item.frame.body) is PendingRealtime:
+            try:
+                item.frame = resolve(item.frame)
+            except FrameError as exc:
+                refused[i] = f"{exc.reason}: {exc.detail}"
+    return refused
+
+
 class Ingest(Protocol):
     def accept(self, item: Received) -> Deferred: ...
 
@@ -72,14 +85,11 @@ class InMemoryIngest:
     listeners: list = field(default_factory=list)
 
     def accept(self, item: Received) -> Deferred:
-        if type(item.frame.body) is PendingRealtime:  # as the writer: decode, refuse what does not
-            try:
-                item.frame = resolve(item.frame)
-            except FrameError as exc:
-                reason = f"{exc.reason}: {exc.detail}"
-                if item.on_refused is not None:
-                    item.on_refused(item, reason)
-                return fail(Refused(reason))
+        refused = decode_pending([item])  # as the writer: decode, refuse what does not
+        if refused:
+            if item.on_refused is not None:
+                item.on_refused(item, refused[0])
+            return fail(Refused(refused[0]))
         if item.barrier:
             if self.held:
                 d0: Deferred = Deferred()

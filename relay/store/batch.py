@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 import psycopg
 import structlog
 
-from codec import Command, FrameError, PendingRealtime, RealtimeData, VehicleLogin, resolve
+from codec import Command, RealtimeData, VehicleLogin
 from codec.forwarding import forwardable
 
-from ..ingest import Received
+from ..ingest import Received, decode_pending
 from ..policy import FORWARDED_VEHICLE_COMMANDS, is_forwarded_command
 from .partitions import Partitions, month_of
 from .routes import route_bits
@@ -75,19 +75,6 @@ class BatchResult:
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
-
-
-def decode_pending(batch: list[Received]) -> dict[int, str]:
-    """Decode the pending realtime data units of ``batch`` in place (``FrameReader(lazy=True)``);
-    the items whose data unit does not follow the layout, by index, with the reason."""
-    refused = {}
-    for i, item in enumerate(batch):
-        if type(item.frame.body) is PendingRealtime:
-            try:
-                item.frame = resolve(item.frame)
-            except FrameError as exc:
-                refused[i] = f"{exc.reason}: {exc.detail}"
-    return refused
 
 
 class Router:

@@ -41,9 +41,9 @@ from multiprocessing.connection import Connection
 import psycopg
 import structlog
 
-from ..ingest import Received
+from ..ingest import Received, decode_pending
 from ..policy import Route
-from .batch import BatchResult, BatchStore, decode_pending
+from .batch import BatchResult, BatchStore
 
 log = structlog.get_logger("relay.writer")
 

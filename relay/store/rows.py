@@ -33,10 +33,21 @@ def kind_of(command: int) -> int:
     return Command.REALTIME if command in DATA_COMMANDS else command
 
 
+def digest_of(frame: Frame) -> bytes:
+    """The archive's digest of a frame's data unit (as sent: still encrypted if it was)."""
+    return hashlib.md5(data_unit(frame.raw)).digest()
+
+
+def dedup_key(frame: Frame) -> tuple:
+    """What the archive deduplicates on (``frames_dedup``): unique id, command class and the
+    data unit's digest (its collection time is part of the data unit)."""
+    return frame.vin, kind_of(frame.command), digest_of(frame)
+
+
 def frame_row(frame_id: int, frame: Frame, peer: str, received_at: datetime) -> tuple:
     collected = frame.collected_at or received_at
     return (frame_id, collected, received_at, frame.vin, frame.command, frame.response, int(frame.edition.value),
-            frame.encryption, peer, kind_of(frame.command), hashlib.md5(data_unit(frame.raw)).digest(), frame.raw)
+            frame.encryption, peer, kind_of(frame.command), digest_of(frame), frame.raw)
 
 
 def _marked(items: dict) -> tuple[int, int]:
