@@ -93,8 +93,13 @@ def _value_expr(f: Field, var: str) -> str:
 
 def _compile(name: str, fields: tuple[Field, ...], st: struct.Struct):
     """Generate decode/encode functions for a fixed block from its field table."""
-    env: dict[str, Any] = {"_unpack": st.unpack_from, "_pack": st.pack, "EncodeError": EncodeError}
-    dec = ["def decode(buf, off):"]
+    env: dict[str, Any] = {"_unpack": st.unpack_from, "_pack": st.pack, "EncodeError": EncodeError,
+                           "BadBody": BadBody}
+    # decode(buf, off) -> (record, end), bounds checked: FixedBlock.decode, one call per block
+    dec = ["def decode(buf, off):",
+           f"    end = off + {st.size}",
+           "    if end > len(buf):",
+           f"        raise BadBody({name!r} + ': needs {st.size} bytes, ' + str(len(buf) - off) + ' left', off)"]
     variables = [f"v{i}" for i in range(len(fields))]
     dec.append(f"    {', '.join(variables)}, = _unpack(buf, off)")
     dec.append("    rec = {}; ab = []; inv = []")
@@ -146,20 +151,12 @@ def _compile(name: str, fields: tuple[Field, ...], st: struct.Struct):
                        f"': value collides with the abnormal/invalid markers')")
     dec.append("    if ab: rec['abnormal'] = ab")
     dec.append("    if inv: rec['invalid'] = inv")
-    dec.append("    return rec")
-    # the same with the bounds check and the end offset, as FixedBlock.decode returns them
-    # (one call per block on the hot path instead of two)
-    dec_at = ["def decode_at(buf, off):",
-              f"    end = off + {st.size}",
-              "    if end > len(buf):",
-              f"        raise BadBody({name!r} + ': needs {st.size} bytes, ' + str(len(buf) - off) + ' left', off)"]
-    dec_at += dec[1:-1] + ["    return rec, end"]
+    dec.append("    return rec, end")
     enc.append(f"    return _pack({', '.join(variables)})")
-    source = "\n".join(dec) + "\n\n" + "\n".join(dec_at) + "\n\n" + "\n".join(enc) + "\n"
-    env["BadBody"] = BadBody
+    source = "\n".join(dec) + "\n\n" + "\n".join(enc) + "\n"
     code = compile(source, f"<block {name}>", "exec")
     exec(code, env)  # noqa: S102 - source generated from this module's static tables
-    return env["decode"], env["decode_at"], env["encode"]
+    return env["decode"], env["encode"]
 
 
 class FastConstruct(construct.Construct):
@@ -203,15 +200,9 @@ class FixedBlock(FastConstruct):
         self.fields = tuple(fields)
         self.struct = struct.Struct(">" + "".join(f.code for f in self.fields))
         self.size = self.struct.size
-        self._decode, decode_at, self._encode = _compile(name, self.fields, self.struct)
-        #: the generated ``decode(buf, off) -> (record, end)`` (bounds checked), called directly
-        self.decode = decode_at
-
-    def decode(self, buf: bytes, off: int) -> tuple[dict, int]:  # noqa: F811 - the instance's is generated
-        end = off + self.size
-        if end > len(buf):
-            raise BadBody(f"{self.name}: needs {self.size} bytes, {len(buf) - off} left", off)
-        return self._decode(buf, off), end
+        #: ``decode(buf, off) -> (record, end)``, generated with its bounds check (a
+        #: ``BadBody`` naming the block), called directly on the hot path
+        self.decode, self._encode = _compile(name, self.fields, self.struct)
 
     def encode(self, value: dict) -> bytes:
         try:

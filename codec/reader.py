@@ -52,8 +52,8 @@ class FrameReader:
         node that stores and forwards frames rather than reading every cell. ``lazy``: a
         plain-text realtime or reissue frame comes with a
         :class:`codec.realtime.PendingRealtime` body (only its collection time decoded;
-        :func:`codec.frame.resolve` decodes the rest), so that whoever stores it decodes it,
-        and a copy that turns out to be a duplicate is never decoded. The rules above hold
+        :func:`codec.frame.resolve` decodes the rest), so that whoever stores it decodes it
+        (and a copy it recognises as a duplicate need not be decoded at all). The rules above hold
         all the same: a frame with a pending body that holds a complete valid frame is
         decoded at once, so that a cut-short frame is still told from a good one."""
         if not 0 <= max_length <= MAX_DATA_LENGTH:
