@@ -145,6 +145,8 @@ class FrameProtocol(protocol.Protocol):
     def __init__(self) -> None:
         self.reader: FrameReader | None = None
         self._idle = None
+        #: when the last frame came (the idle timer looks at it when it fires)
+        self._active_at = 0.0
         self._errors = 0
         self._identified = False
         #: why reading is paused: "store" (writer behind), "output" (peer not reading)
@@ -236,13 +238,19 @@ class FrameProtocol(protocol.Protocol):
                 self.transport.resumeProducing()
 
     def _reset_idle(self) -> None:
-        if self._idle is not None and self._idle.active():
-            self._idle.reset(self.factory.idle_timeout)
-        else:
-            self._idle = self.factory.clock.callLater(self.factory.idle_timeout, self._idle_expired)
+        """A frame came: the connection is idle only ``idle_timeout`` from now. The timer is
+        not moved on every frame (a busy link would pay for that per frame): it fires when
+        it was due and looks at when the last frame came."""
+        self._active_at = self.factory.clock.seconds()
+        if self._idle is None:
+            self._idle = self.factory.clock.callLater(self.factory.idle_timeout, self._idle_due)
 
-    def _idle_expired(self) -> None:
+    def _idle_due(self) -> None:
         self._idle = None
+        rest = self._active_at + self.factory.idle_timeout - self.factory.clock.seconds()
+        if rest > 0:
+            self._idle = self.factory.clock.callLater(rest, self._idle_due)
+            return
         self.log.info("connection_idle_timeout", seconds=self.factory.idle_timeout)
         self.lose()
 
@@ -274,7 +282,7 @@ class FrameProtocol(protocol.Protocol):
             if isinstance(item, Frame):
                 self._errors = 0
                 self.factory.frames_in += 1
-                self._reset_idle()
+                self._active_at = self.factory.clock.seconds()  # _reset_idle without the timer
                 self.frame_received(item)
             else:
                 self._refused(item)
