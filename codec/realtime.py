@@ -73,7 +73,8 @@ class RealtimeData:
         return replace(self, items=_renumber(items), trailing=b"")
 
     def has_custom(self) -> bool:
-        return any(_base(k) == "custom" for k in self.items)
+        # a decoded data unit's first user-defined run is always under "custom" itself
+        return "custom" in self.items or any(_base(k) == "custom" for k in self.items if "#" in k)
 
 
 @dataclass(frozen=True, slots=True)

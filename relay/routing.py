@@ -22,6 +22,8 @@ class RegistryRouter(Router):
         self.routes_cfg = routes
         self.charging = charging
         self.names = tuple(r.name for r in routes)
+        #: (sector, region code) -> upstreams: what a vehicle's routes depend on, asked per frame
+        self._by_class: dict[tuple[str, str], list[str]] = {}
 
     def routes(self, frame) -> tuple[list[str], bool]:
         if frame.command in CHARGING_COMMANDS:
@@ -29,4 +31,10 @@ class RegistryRouter(Router):
                 return [], True
             return self.charging.routes(frame, self.routes_cfg), True
         entry = self.registry.get(frame.vin)
-        return vehicle_routes(entry, self.public_sectors, self.routes_cfg), entry is not None
+        if entry is None:
+            return [], False
+        key = (entry.sector, entry.region_code)
+        names = self._by_class.get(key)
+        if names is None:
+            names = self._by_class[key] = vehicle_routes(entry, self.public_sectors, self.routes_cfg)
+        return names, True
