@@ -21,8 +21,7 @@ holds at most one batch of rows in memory.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from datetime import datetime
+from typing import NamedTuple
 
 import structlog
 from twisted.internet.task import LoopingCall
@@ -38,12 +37,16 @@ from .store.routes import route_bits
 log = structlog.get_logger("relay.forwarder")
 
 
-@dataclass(slots=True)
-class OutboxRow:
+class OutboxRow(NamedTuple):
     id: int
     command: int
-    received_at: datetime
+    #: when the frame was received, epoch seconds
+    received_at: float
     frame: bytes
+
+
+def _outbox_row(cursor):
+    return OutboxRow._make
 
 
 def load_cursor(conn, upstream: str) -> tuple[int, int]:
@@ -65,10 +68,10 @@ def save_and_fetch(conn, upstream: str, bit: int, durable: int, delivered: int, 
                          "updated_at = now() WHERE upstream = %s", (durable, delivered, upstream))
         if limit <= 0:
             return []
-        rows = conn.execute("SELECT id, command, received_at, coalesce(forward, raw) FROM frames "
-                            "WHERE routes <> 0 AND routes & %s <> 0 AND id > %s ORDER BY id LIMIT %s",
-                            (1 << bit, after, limit)).fetchall()
-    return [OutboxRow(*r) for r in rows]
+        cur = conn.cursor(row_factory=_outbox_row)
+        return cur.execute("SELECT id, command, extract(epoch FROM received_at)::float8, coalesce(forward, raw) "
+                           "FROM frames WHERE routes <> 0 AND routes & %s <> 0 AND id > %s ORDER BY id LIMIT %s",
+                           (1 << bit, after, limit)).fetchall()
 
 
 @implementer(IPushProducer)
@@ -227,7 +230,7 @@ class Forwarder:
         while self._rows and not self._paused and self._proto is proto:
             row = self._rows.popleft()
             raw = row.frame
-            if row.command == Command.REALTIME and now - row.received_at.timestamp() > self.realtime_window:
+            if row.command == Command.REALTIME and now - row.received_at > self.realtime_window:
                 raw = retag(raw, Command.REISSUE)
                 self.sent_reissue += 1
             proto.write_raw(raw)
