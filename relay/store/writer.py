@@ -34,7 +34,9 @@ log = structlog.get_logger("relay.writer")
 
 #: seconds a committed platform frame is remembered, so that its second copy (the province
 #: gets each frame from the enterprise and again from the city) is answered at once and
-#: never reaches the store; a copy that comes later is deduplicated by the database
+#: never reaches the store; a copy that comes later is deduplicated by the database. A
+#: second copy that nobody waits for (submitted) is dropped as well while the first is
+#: still on its way to the database: the first one's commit or refusal stands for both
 DEDUP_WINDOW = 10.0
 #: at most this many frames remembered (about 100 bytes each)
 DEDUP_MAX = 100_000
@@ -80,6 +82,8 @@ class BatchWriter:
         #: platform frames committed in the last DEDUP_WINDOW seconds: keys, and (time, key) in order
         self._recent: set[tuple] = set()
         self._recent_order: deque[tuple[float, tuple]] = deque()
+        #: platform frames accepted and not committed yet: key -> how many such items
+        self._waiting: dict[tuple, int] = {}
         self.dedup_window = DEDUP_WINDOW
         self.running = False
         #: counters for stats and metrics
@@ -128,6 +132,7 @@ class BatchWriter:
                   note="not stored and never acknowledged; senders re-send them")
         self._pending = []
         self._inflight.clear()
+        self._waiting.clear()
         self._epoch += 1  # results still to come are not used
         for _, d in pending:
             if d is not None:
@@ -167,12 +172,14 @@ class BatchWriter:
     def _add(self, item: Received, d: Deferred | None) -> None:
         if item.source == "platform" and item.frame.raw:
             key = item.dedup_key = dedup_key(item.frame)
-            if key in self._recent:  # committed here moments ago: nothing to store
+            if key in self._recent or (d is None and key in self._waiting):
+                # committed here moments ago, or on its way and nobody waits for this copy
                 self.duplicates += 1
                 self.duplicates_skipped += 1
                 if d is not None:
                     d.callback(None)
                 return
+            self._waiting[key] = self._waiting.get(key, 0) + 1
         self._pending.append((item, d))
         if not self._pressure and self.backlog >= self.high:
             self._set_pressure(True)
@@ -264,6 +271,8 @@ class BatchWriter:
         refused = result.refused
         self._forget_old()
         for i, (item, d) in enumerate(batch):
+            if item.dedup_key is not None:
+                self._settled(item.dedup_key)
             if i not in refused:
                 if item.dedup_key is not None:
                     self._remember(item.dedup_key)
@@ -289,6 +298,11 @@ class BatchWriter:
             except Exception:  # noqa: BLE001 - one listener must not stop the others
                 log.exception("commit_listener_failed")
         self._after_batch()
+
+    def _settled(self, key: tuple) -> None:
+        n = self._waiting.pop(key, 0)
+        if n > 1:
+            self._waiting[key] = n - 1
 
     def _remember(self, key: tuple) -> None:
         self._recent.add(key)

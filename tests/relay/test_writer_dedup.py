@@ -69,6 +69,34 @@ async def test_copies_the_writer_does_not_remember_are_deduplicated_by_the_datab
         await w.stop().addTimeout(TIMEOUT, reactor)
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_submitted_copy_of_a_frame_still_on_its_way_is_dropped_and_a_barrier_waits_for_the_first(db_dsn):
+    """The second copy arrives before the first is committed: nobody waits for it (a
+    platform's realtime data is submitted), so it never reaches the store; the heartbeat
+    barrier of its sender still waits for the first copy's commit."""
+    w = BatchWriter(reactor, db_dsn, Router(), max_rows=100, interval=0.01)
+    await w.start()
+    try:
+        first = w.accept(copy_of(5))
+        w.submit(copy_of(5))
+        assert (w.duplicates_skipped, w.backlog, first.called) == (1, 1, False)
+        heartbeat = copy_of(6)
+        heartbeat.barrier = True
+        barrier = w.accept(heartbeat)
+        assert not barrier.called
+        await barrier.addTimeout(TIMEOUT, reactor)
+        assert first.called and frames(db_dsn) == 1
+        assert w._waiting == {}  # settled: a later copy is judged by what was committed
+        w.dedup_window = 0.0
+        await w.accept(copy_of(7)).addTimeout(TIMEOUT, reactor)  # the commit that forgets 5
+        w.submit(copy_of(5))
+        await w.accept(copy_of(8)).addTimeout(TIMEOUT, reactor)
+        assert w.duplicates_skipped == 1 and w.duplicates == 2  # the last copy of 5 went to the database
+        assert frames(db_dsn) == 3
+    finally:
+        await w.stop().addTimeout(TIMEOUT, reactor)
+
+
 def test_the_store_archives_straight_in_until_a_duplicate_comes_then_stages_until_a_clean_batch(db_dsn):
     """The batch store copies frames straight into the archive while no duplicate comes; a
     batch with one (of an archived frame, or twice in the batch) is written through the
