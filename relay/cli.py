@@ -453,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vehicles", type=int, default=None, help="vehicles for export (20) / api (100000)")
     s.add_argument("--days", type=float, default=None, help="days of data for export (91)")
     s.add_argument("--format", choices=("csv", "jsonl"), default=None, help="export format (csv)")
+    s.add_argument("--store", choices=("thread", "process"), default=None,
+                   help="e2e: database.store of the three tiers (thread: they share the machine's cores)")
     s.set_defaults(func=cmd_bench)
     return p
 
