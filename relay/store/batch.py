@@ -241,7 +241,7 @@ class BatchStore:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('relay:outbox', 0))")
             ids = [r[0] for r in cur.execute("SELECT nextval('frames_id_seq') FROM generate_series(1, %s)",
                                              (len(batch),))]
-            rows = [frame_row(fid, item.frame, item.peer, item.received_at)
+            rows = [frame_row(fid, item.frame, item.peer, item.received_at, item.dedup_key)
                     + ((plan[0], plan[1]) if plan is not None else (0, None))
                     for fid, item, plan in zip(ids, batch, plans)]
             inserted = self._archive(cur, ids, rows)

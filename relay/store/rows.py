@@ -44,10 +44,11 @@ def dedup_key(frame: Frame) -> tuple:
     return frame.vin, kind_of(frame.command), digest_of(frame)
 
 
-def frame_row(frame_id: int, frame: Frame, peer: str, received_at: datetime) -> tuple:
+def frame_row(frame_id: int, frame: Frame, peer: str, received_at: datetime, key: tuple | None = None) -> tuple:
+    """The archive row; ``key``: the frame's :func:`dedup_key` when it was computed already."""
     collected = frame.collected_at or received_at
     return (frame_id, collected, received_at, frame.vin, frame.command, frame.response, int(frame.edition.value),
-            frame.encryption, peer, kind_of(frame.command), digest_of(frame), frame.raw)
+            frame.encryption, peer, kind_of(frame.command), key[2] if key else digest_of(frame), frame.raw)
 
 
 def _marked(items: dict) -> tuple[int, int]:
