@@ -69,9 +69,10 @@ def save_and_fetch(conn, upstream: str, bit: int, durable: int, delivered: int, 
         if limit <= 0:
             return []
         cur = conn.cursor(row_factory=_outbox_row)
-        return cur.execute("SELECT id, command, extract(epoch FROM received_at)::float8, coalesce(forward, raw) "
+        # binary results: the frames come as bytes, not hex text the server encodes and psycopg decodes
+        return cur.execute("SELECT id, command::int4, extract(epoch FROM received_at)::float8, coalesce(forward, raw) "
                            "FROM frames WHERE routes <> 0 AND routes & %s <> 0 AND id > %s ORDER BY id LIMIT %s",
-                           (1 << bit, after, limit)).fetchall()
+                           (1 << bit, after, limit), binary=True).fetchall()
 
 
 @implementer(IPushProducer)
