@@ -108,6 +108,27 @@ def _data_count(dsn: str) -> int:
     return _count(dsn, "SELECT count(*) FROM realtime")
 
 
+class _Counter:
+    """The province's count of data frames, taken every half second while the load runs,
+    over one connection (a connection per sample would start a server process each time,
+    on the machine being measured)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.conn = None
+
+    def __call__(self) -> int:
+        import psycopg
+
+        if self.conn is None or self.conn.closed:
+            self.conn = psycopg.connect(self.dsn, autocommit=True)
+        return self.conn.execute("SELECT count(*) FROM realtime").fetchone()[0]
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
 def _logins(dsn: str) -> int:
     return _count(dsn, "SELECT count(*) FROM audit WHERE action = 'platform_login' AND result = 'accepted'")
 
@@ -215,6 +236,7 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
     configs = tier_configs(dsns, ports, terminals, store)
     nodes: dict[str, TierProcess] = {}
     load: LoadProcess | None = None
+    counter: _Counter | None = None
     try:
         for tier in TIERS:
             path = tmp / f"{tier}.yaml"
@@ -238,6 +260,7 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
         cpu: list[tuple[float, dict]] = []
         postmaster = postmaster_pid(dsns["provincial"])
         stores = {t: children_of(n.pid) for t, n in nodes.items()}  # each tier's store process
+        counter = _Counter(dsns["provincial"])
 
         def sample() -> None:
             now = time.time()
@@ -247,7 +270,7 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
                               "loadgen": proc_cpu_seconds(load.pid), "postgres": postgres_cpu_seconds(postmaster),
                               "machine": machine_cpu()}))
             with contextlib.suppress(Exception):
-                samples.append((now, float(_data_count(dsns["provincial"]))))
+                samples.append((now, float(counter())))
 
         if not _wait(lambda: "logged_in" in load.events or load.exited, 180.0):
             raise RuntimeError("the load generator did not log its terminals in")
@@ -292,6 +315,8 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
                                                              "USING (vin) WHERE v.sector = 'private'")
         out["lags"], out["unmatched"] = lags_ms(sent_log, _arrivals(dsns["provincial"]))
     finally:
+        if counter is not None:
+            counter.close()
         if load is not None:
             load.kill()
         for tier in reversed(TIERS):  # enterprise first: it logs out of its upstreams while they listen
