@@ -334,6 +334,9 @@ def test_2016_blocks_keep_frame_order_and_number_repeated_custom_runs():
     stripped = data.without_custom()
     assert list(stripped.items) == ["engine", "engine#2"]
     assert encode_realtime(ED, stripped) == T0_BYTES + h("04 01 0bb8 01f4") + h("04 02 0000 0000")
+    # items built by hand need not start with "custom": a numbered run is found as well
+    assert RealtimeData(T0, {"engine": data.items["engine"], "custom#2": [{"type": 0x81, "hex": ""}]}).has_custom()
+    assert not stripped.has_custom()
 
 
 @pytest.mark.parametrize("unit_tail", [

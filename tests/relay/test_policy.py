@@ -86,3 +86,24 @@ def test_the_forwarded_command_list_names_every_command_once():
         Command.PLATFORM_LOGIN, Command.PLATFORM_LOGOUT, Command.HEARTBEAT, Command.TIME_SYNC, Command.ACTIVATION,
         Command.ACTIVATION_ANSWER, Command.KEY_SYNC, Command.QUERY_PARAMS, Command.SET_PARAMS,
         Command.TERMINAL_CONTROL} == set(Command)
+
+
+def test_the_router_follows_a_registry_refresh_though_it_remembers_routes_per_vehicle_class():
+    """RegistryRouter remembers the upstreams of each (sector, region) it has seen; a refresh
+    that moves a vehicle to another sector or region routes its next frame anew."""
+    from relay.registry import RegistryCache
+    from relay.routing import RegistryRouter
+    from tests.support.fixtures import T0, data_frame
+
+    vin = "LNBSMX01000000001"
+    frame = data_frame(vin, T0)
+    registry = RegistryCache({vin: VehicleEntry(vin, "bus", "320102", "ENT01")})
+    router = RegistryRouter(registry, PUBLIC, ROUTES)
+    assert router.routes(frame) == (["nanjing", "jiangsu", "national"], True)
+    assert router.routes(frame) == (["nanjing", "jiangsu", "national"], True)
+    registry.replace({vin: VehicleEntry(vin, "bus", "320500", "ENT01")})
+    assert router.routes(frame) == (["jiangsu", "national"], True)
+    registry.replace({vin: VehicleEntry(vin, "private", "320500", "ENT01")})
+    assert router.routes(frame) == ([], True)
+    registry.replace({})
+    assert router.routes(frame) == ([], False)
