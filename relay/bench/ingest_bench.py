@@ -185,12 +185,16 @@ def postmaster_pid(dsn: str) -> int | None:
 
 def postgres_cpu_seconds(postmaster: int | None) -> float | None:
     """CPU time of the server: its postmaster and every child (backends, WAL writer, checkpointer,
-    ...); other PostgreSQL servers on the machine are not counted. Exited backends are not
-    counted either (the benchmark's connections live for the whole run)."""
+    ...), the ones that have exited included (the postmaster reaped them: their time is in its
+    cutime/cstime), so the figure never goes back when a connection closes; other PostgreSQL
+    servers on the machine are not counted."""
     if postmaster is None:
         return None
-    total = proc_cpu_seconds(postmaster)
-    if total is None:
+    try:
+        with open(f"/proc/{postmaster}/stat", "rb") as fh:
+            own = fh.read().rsplit(b")", 1)[1].split()
+        total = sum(int(x) for x in own[11:15]) / _TICK  # utime, stime, cutime, cstime
+    except (OSError, IndexError, ValueError):
         return None
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
