@@ -16,6 +16,10 @@ class Edition(enum.Enum):
     V2016 = "2016"
     V2025 = "2025"
 
+    # members are singletons compared by identity: hash them so too (Enum's own __hash__ is
+    # Python code, and tables keyed by edition are looked up several times per frame)
+    __hash__ = object.__hash__
+
     @property
     def start(self) -> bytes:
         return b"##" if self is Edition.V2016 else b"$$"
