@@ -58,7 +58,7 @@ FLEET_SEED = 13
 #: database.store of every tier. Three tiers on one machine of two cores keep six processes
 #: busy in process mode: the store process buys no parallelism there, and handing each batch
 #: across (pickling, the socket, decoding the header again) costs CPU the tiers share; in
-#: thread mode the same run used ~11 % less CPU per frame. A node alone on its machine
+#: thread mode the same runs used 7–11 % less CPU per frame. A node alone on its machine
 #: keeps `process` (conf/*.yaml, the default), which gives it a second core.
 DEFAULT_STORE = "thread"
 
