@@ -17,6 +17,7 @@ Figures (units in the key names):
   why the drain is counted); ``stored_per_sending_s`` divides by the sending time only;
 * ``frames_sent``, ``frames_at_enterprise``, ``frames_at_municipal``, ``frames_at_province``,
   ``lost`` (= sent - at province);
+* ``cpu_us_per_frame``: see :func:`cpu_per_frame_us`;
 * ``lag_p50_ms``, ``lag_p99_ms``, ``lag_max_ms``: the province's ``frames.received_at`` minus the
   wall-clock time at which the load generator wrote that frame (VIN + collection time
   identify it; same host, same clock), over every frame stored at the province;
@@ -329,6 +330,17 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
                 drop_database(base, name)
 
 
+def cpu_per_frame_us(cpu_pct: dict, frames_per_s: float | None) -> float | None:
+    """CPU microseconds per frame through the tiers, the load generator and PostgreSQL while
+    sending: their CPU (100 = one core; a tier's store process is in the tier's figure)
+    over the frames the province stored per second meanwhile. A figure that follows the
+    code rather than the offered rate, as long as the province keeps up."""
+    parts = [cpu_pct.get(k) for k in ("enterprise", "municipal", "provincial", "loadgen", "postgres")]
+    if not frames_per_s or any(p is None for p in parts):
+        return None
+    return round(sum(parts) / 100.0 / frames_per_s * 1e6, 1)
+
+
 def run(args) -> int:
     terminals = args.terminals or DEFAULT_TERMINALS
     rate = args.rate or DEFAULT_RATE
@@ -371,10 +383,12 @@ def run(args) -> int:
     else:
         machine = None
     committed = window_rate(out.get("samples", []), start, end)
+    cpu_us = cpu_per_frame_us(cpu_pct, committed)
     result = {
         "e2e_frames_per_s": round(at_province / (send_seconds + drain_s), 1),
         "stored_per_sending_s": round(at_province / send_seconds, 1),
         "province_frames_per_s_while_sending": round(committed, 1) if committed is not None else None,
+        "cpu_us_per_frame": cpu_us,
         "target_frames_per_s": rate,
         "offered_frames_per_s": load.get("offered_frames_per_s"),
         "terminals": terminals,
@@ -416,6 +430,7 @@ def run(args) -> int:
         f"while sending",
         f"  lag terminal -> province: p50 {result['lag_p50_ms']} ms, p90 {result['lag_p90_ms']} ms, "
         f"p99 {result['lag_p99_ms']} ms, max {result['lag_max_ms']} ms over {len(lags)} frames",
+        f"  CPU per frame through the three tiers: {cpu_us} µs",
         "  CPU while sending (100% = one core): " + ", ".join(f"{k} {v}%" for k, v in cpu_pct.items())
         + f"; whole machine {machine}",
         "  peak RSS MiB: " + ", ".join(f"{k} {v}" for k, v in result["peak_rss_mb"].items()),

@@ -88,6 +88,7 @@ def test_bench_e2e_brings_every_frame_to_the_province_and_measures_the_lag():
     assert r["frames_at_enterprise"] == r["frames_at_municipal"] == r["frames_at_province"] == r["frames_sent"]
     assert r["lost"] == 0 and r["private_frames_upstream"] == 0
     assert r["store"] == "thread"  # the tiers share the machine (e2e_bench.DEFAULT_STORE)
+    assert r["cpu_us_per_frame"] is None or r["cpu_us_per_frame"] > 0
     assert r["lag_frames"] == r["frames_sent"] and r["lag_unmatched"] == 0
     assert 0 <= r["lag_p50_ms"] <= r["lag_p99_ms"] <= r["lag_max_ms"]
     assert r["e2e_frames_per_s"] > 0
