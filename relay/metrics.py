@@ -42,6 +42,9 @@ class NodeCollector:
         yield CounterMetricFamily("relay_writer_batches", "Batches committed", value=w.batches)
         yield CounterMetricFamily("relay_writer_rows_stored", "Frames stored", value=w.stored)
         yield CounterMetricFamily("relay_writer_duplicates", "Frames dropped as duplicates", value=w.duplicates)
+        yield CounterMetricFamily("relay_writer_duplicates_in_memory",
+                                  "Duplicates recognised before the database (a platform frame's second copy)",
+                                  value=w.duplicates_skipped)
         yield CounterMetricFamily("relay_writer_refused", "Items the store refused", value=w.refused)
         yield GaugeMetricFamily("relay_writer_backlog", "Items waiting for the writer", value=w.backlog)
         yield GaugeMetricFamily("relay_writer_last_batch_size", "Items in the last batch", value=w.last_batch_size)

@@ -74,7 +74,9 @@ async def test_api_needs_a_token_and_audits_every_request(db_dsn):
         text = (await resp.content()).decode()
         assert resp.code == 200 and text.splitlines()[0].startswith("vin,collected_at") and len(text.splitlines()) == 3
         resp = await treq.get(f"http://127.0.0.1:{port}/metrics")
-        assert b"relay_frames_received" in await resp.content()
+        body = await resp.content()
+        assert b"relay_frames_received" in body
+        assert b"relay_writer_duplicates_in_memory_total 0.0" in body
         await node.audit.flush()
         with psycopg.connect(db_dsn) as conn:
             results = dict(conn.execute("SELECT result, count(*) FROM audit WHERE action = 'api' GROUP BY 1").fetchall())
