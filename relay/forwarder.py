@@ -70,7 +70,7 @@ def save_and_fetch(conn, upstream: str, bit: int, durable: int, delivered: int, 
             return []
         cur = conn.cursor(row_factory=_outbox_row)
         # binary results: the frames come as bytes, not hex text the server encodes and psycopg decodes
-        return cur.execute("SELECT id, command::int4, extract(epoch FROM received_at)::float8, coalesce(forward, raw) "
+        return cur.execute("SELECT id, command, extract(epoch FROM received_at)::float8, coalesce(forward, raw) "
                            "FROM frames WHERE routes <> 0 AND routes & %s <> 0 AND id > %s ORDER BY id LIMIT %s",
                            (1 << bit, after, limit), binary=True).fetchall()
 
