@@ -13,8 +13,9 @@ process), which records when it wrote each frame.
 Figures (units in the key names):
 
 * ``e2e_frames_per_s``: data frames stored at the province / seconds from the first frame
-  sent until the province held the last one (sending + ``drain_s``; see ingest_bench for
-  why the drain is counted); ``stored_per_sending_s`` divides by the sending time only;
+  sent until the province held the last one (sending + ``drain_s``, the province's newest
+  ``received_at`` minus the end of sending; see ingest_bench for why the drain is counted);
+  ``stored_per_sending_s`` divides by the sending time only;
 * ``frames_sent``, ``frames_at_enterprise``, ``frames_at_municipal``, ``frames_at_province``,
   ``lost`` (= sent - at province);
 * ``cpu_us_per_frame``: see :func:`cpu_per_frame_us`;
@@ -314,7 +315,9 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
         out["reissue_at_province"] = _count(dsns["provincial"], "SELECT count(*) FROM realtime WHERE reissue")
         out["private_upstream"] = _count(dsns["provincial"], "SELECT count(*) FROM realtime r JOIN vehicles v "
                                                              "USING (vin) WHERE v.sector = 'private'")
-        out["lags"], out["unmatched"] = lags_ms(sent_log, _arrivals(dsns["provincial"]))
+        arrivals = _arrivals(dsns["provincial"])
+        out["last_arrival"] = max((a[2] for a in arrivals), default=None)
+        out["lags"], out["unmatched"] = lags_ms(sent_log, arrivals)
     finally:
         if counter is not None:
             counter.close()
@@ -328,6 +331,17 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
         for name in names.values():
             with contextlib.suppress(Exception):
                 drop_database(base, name)
+
+
+def drain_seconds(send_ended: float, last_arrival: float | None, drained_at: float | None) -> float:
+    """From the last frame sent until the province held the last one: by the province's own
+    ``received_at`` of its newest frame (same host, same clock), not by when the benchmark's
+    polling (every quarter second, plus the count itself) noticed; the poll time only where
+    no frame arrived."""
+    if not send_ended:
+        return 0.0
+    at = last_arrival if last_arrival is not None else drained_at
+    return max(0.0, at - send_ended) if at else 0.0
 
 
 def cpu_per_frame_us(cpu_pct: dict, frames_per_s: float | None) -> float | None:
@@ -363,7 +377,7 @@ def run(args) -> int:
     sent = int(load.get("frames_sent", 0))
     send_seconds = float(load.get("send_seconds") or 0.0) or 1e-9
     start, end = load.get("send_started", 0.0), load.get("send_ended", 0.0)
-    drain_s = max(0.0, out["drained_at"] - end) if out.get("drained_at") and end else 0.0
+    drain_s = drain_seconds(end, out.get("last_arrival"), out.get("drained_at"))
     counts = out.get("counts", {})
     at_province = counts.get("provincial", 0)
     lags = out.get("lags", [])

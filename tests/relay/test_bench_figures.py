@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.bench.e2e_bench import _percentile, cpu_per_frame_us
+from relay.bench.e2e_bench import _percentile, cpu_per_frame_us, drain_seconds
 
 BUSY = {"enterprise": 52.0, "municipal": 38.0, "provincial": 43.0, "loadgen": 8.0, "postgres": 49.0}
 
@@ -29,3 +29,15 @@ def test_cpu_per_frame(cpu, rate, expected):
 ])
 def test_nearest_rank_percentile(q, expected):
     assert _percentile([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], q) == expected
+
+
+@pytest.mark.parametrize("ended, last_arrival, polled, expected", [
+    # the province's newest received_at decides, not when the polling noticed
+    pytest.param(1000.0, 1000.7, 1001.4, 0.7, id="by_the_last_arrival"),
+    # the last frame was there before sending ended (a node that keeps up within the clock's grain)
+    pytest.param(1000.0, 999.98, 1000.3, 0.0, id="never_negative"),
+    pytest.param(1000.0, None, 1001.4, 1.4, id="no_arrival_then_the_poll"),
+    pytest.param(0.0, 1000.7, 1001.4, 0.0, id="sending_never_ended"),
+])
+def test_drain_seconds(ended, last_arrival, polled, expected):
+    assert drain_seconds(ended, last_arrival, polled) == pytest.approx(expected)
