@@ -76,3 +76,27 @@ def test_an_upgrade_to_0005_keeps_what_waited_in_the_outbox(pg_server):
             assert conn.execute("SELECT count(*) FROM frames WHERE forward IS NOT NULL").fetchone()[0] == 0
     finally:
         drop_database(pg_server, "relay_t_migrate_0005")
+
+
+def test_the_latest_state_is_updated_in_place(pg_server):
+    """Every frame rewrites its vehicle's row in ``latest``: the pages keep room for the new
+    version (fillfactor, 0006), so an update stays on its page and touches no index (a HOT
+    update); a full page would put every update elsewhere and grow the primary key."""
+    dsn = empty_database(pg_server, "relay_t_migrate_latest")
+    try:
+        with psycopg.connect(dsn) as conn:
+            migrate(conn)
+            with conn.transaction():
+                conn.execute("INSERT INTO latest (vin, collected_at, received_at, speed_kmh) "
+                             "SELECT 'LNBSMX' || lpad(n::text, 11, '0'), %s, %s, 0 FROM generate_series(1, 500) n",
+                             (T0, T0))
+            with conn.transaction():
+                for second in (1, 2):
+                    conn.execute("UPDATE latest SET collected_at = %s, speed_kmh = %s",
+                                 (T0 + timedelta(seconds=second), 10.0 * second))
+                updated, hot = conn.execute(
+                    "SELECT pg_stat_get_xact_tuples_updated('latest'::regclass), "
+                    "pg_stat_get_xact_tuples_hot_updated('latest'::regclass)").fetchone()
+            assert (updated, hot) == (1000, 1000)
+    finally:
+        drop_database(pg_server, "relay_t_migrate_latest")
