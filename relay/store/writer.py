@@ -68,6 +68,8 @@ class BatchWriter:
         #: batches handed to the store, oldest first, each with the epoch it was sent in; a
         #: failure starts a new epoch, and results of an older one are not used
         self._inflight: deque[tuple[int, list[tuple[Received, Deferred | None]]]] = deque()
+        #: items in those batches (the backlog is checked for every item accepted)
+        self._inflight_items = 0
         self._epoch = 0
         self._timer = None
         self._retry_delay = 0.0
@@ -132,6 +134,7 @@ class BatchWriter:
                   note="not stored and never acknowledged; senders re-send them")
         self._pending = []
         self._inflight.clear()
+        self._inflight_items = 0
         self._waiting.clear()
         self._epoch += 1  # results still to come are not used
         for _, d in pending:
@@ -209,7 +212,7 @@ class BatchWriter:
 
     @property
     def backlog(self) -> int:
-        return len(self._pending) + sum(len(batch) for _, batch in self._inflight)
+        return len(self._pending) + self._inflight_items
 
     def add_pressure_listener(self, callback: Callable[[bool], None]) -> None:
         self._pressure_listeners.append(callback)
@@ -241,6 +244,7 @@ class BatchWriter:
         first = not self._inflight
         epoch = self._epoch
         self._inflight.append((epoch, batch))
+        self._inflight_items += len(batch)
         items = [item for item, _ in batch]
         if self._receiver is None:
             d = deferToThreadPool(self.reactor, self._pool, self.store.write, items)
@@ -255,6 +259,7 @@ class BatchWriter:
         if epoch != self._epoch or not self._inflight:
             return  # sent before a failure (and resent since), or abandoned at stop
         _, batch = self._inflight.popleft()
+        self._inflight_items -= len(batch)
         self._retry_delay = 0.0
         self._retrying = False
         self.batches += 1
@@ -320,6 +325,7 @@ class BatchWriter:
         # failure until the failed one comes back; what it did commit is deduplicated)
         batch = [x for _, b in self._inflight for x in b]
         self._inflight.clear()
+        self._inflight_items = 0
         self._epoch += 1
         self._retry_delay = min(30.0, max(0.5, self._retry_delay * 2))
         log.error("writer_batch_failed", items=len(batch), error=failure.getErrorMessage().strip().splitlines()[0]
