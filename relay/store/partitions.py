@@ -6,20 +6,22 @@ reported it) sits in one partition.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
 
-CST = timezone(timedelta(hours=8))
+from codec import CST
 
 #: tables partitioned by collection month
 TABLES = ("frames", "realtime", "connector_status", "charging_measurements")
 
 
 def month_of(when: datetime) -> tuple[int, int]:
-    local = when.astimezone(CST)
-    return local.year, local.month
+    # a collection time comes decoded in CST already (asked for every frame of a batch)
+    if when.tzinfo is not CST:
+        when = when.astimezone(CST)
+    return when.year, when.month
 
 
 def bounds(year: int, month: int) -> tuple[datetime, datetime]:
