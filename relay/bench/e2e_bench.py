@@ -113,18 +113,30 @@ def _data_count(dsn: str) -> int:
 class _Counter:
     """The province's count of data frames, taken every half second while the load runs,
     over one connection (a connection per sample would start a server process each time,
-    on the machine being measured)."""
+    on the machine being measured), and counted on from the last sample: only the frames
+    archived since then are read (by the archive's frame-id key), where a ``count(*)``
+    of the whole table grew to 18 ms a sample by the end of a 30-second run, on the
+    machine being measured. A node commits its frame ids in increasing order (one writer
+    connection), so what a sample saw stays below the ids of what comes later."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.conn = None
+        self.total = 0
+        self.last_id = 0
 
     def __call__(self) -> int:
         import psycopg
 
         if self.conn is None or self.conn.closed:
             self.conn = psycopg.connect(self.dsn, autocommit=True)
-        return self.conn.execute("SELECT count(*) FROM realtime").fetchone()[0]
+        n, top = self.conn.execute(
+            "SELECT count(*) FILTER (WHERE command IN (2, 3) AND response = 254), max(id) FROM frames WHERE id > %s",
+            (self.last_id,)).fetchone()
+        if top is not None:
+            self.total += n
+            self.last_id = top
+        return self.total
 
     def close(self) -> None:
         if self.conn is not None:

@@ -41,3 +41,34 @@ def test_nearest_rank_percentile(q, expected):
 ])
 def test_drain_seconds(ended, last_arrival, polled, expected):
     assert drain_seconds(ended, last_arrival, polled) == pytest.approx(expected)
+
+
+def test_the_province_counter_counts_on_from_its_last_sample(db_dsn):
+    """The e2e sampler reads only the frames archived since its last sample and adds them
+    up: data frames (realtime and reissue) count, answers and other commands do not."""
+    import psycopg
+
+    from relay.bench.e2e_bench import _Counter
+    from tests.support.fixtures import T0
+
+    def archive(conn, rows):
+        with conn.transaction():
+            conn.execute("CREATE TABLE IF NOT EXISTS frames_t PARTITION OF frames FOR VALUES FROM "
+                         "('2000-01-01 00:00+08') TO ('2100-01-01 00:00+08')")
+            for n, (command, response) in enumerate(rows):
+                conn.execute("INSERT INTO frames (id, collected_at, received_at, vin, command, response, protocol, "
+                             "encryption, peer, kind, digest, raw) VALUES (nextval('frames_id_seq'), %s, %s, "
+                             "'LNBSMX01000000501', %s, %s, 2016, 1, 'test', %s, %s, '\\x00')",
+                             (T0, T0, command, response, command, bytes([len(rows), n, command, response])))
+
+    counter = _Counter(db_dsn)
+    try:
+        assert counter() == 0
+        with psycopg.connect(db_dsn) as conn:
+            archive(conn, [(2, 254), (3, 254), (1, 254), (2, 1)])
+            assert counter() == 2
+            assert counter() == 2  # nothing new: the same total
+            archive(conn, [(2, 254), (2, 254), (3, 254)])
+        assert counter() == 5
+    finally:
+        counter.close()
