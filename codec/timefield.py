@@ -17,18 +17,32 @@ CST = timezone(timedelta(hours=8), "+08:00")
 
 SIZE = 6
 
+#: times decoded lately, by their 6 bytes: a fleet reporting every 10 s puts thousands of
+#: frames on each second, and every node decodes each frame's time more than once (framing,
+#: then the data unit); a datetime is immutable, so one object serves them all
+_RECENT: dict[bytes, datetime] = {}
+_RECENT_MAX = 4096
+
 
 def decode_time(buf: bytes | memoryview, off: int = 0) -> datetime:
     """Decode the 6 bytes at ``off``; raise :class:`BadTime` for an impossible date."""
-    y, mo, d, h, mi, s = buf[off : off + 6]
+    key = bytes(buf[off : off + 6])
+    when = _RECENT.get(key)
+    if when is not None:
+        return when
+    y, mo, d, h, mi, s = key
     if y > 99:
         raise BadTime(f"year byte {y} is outside 0-99 (2000-2099)", off)
     try:
-        return datetime(2000 + y, mo, d, h, mi, s, tzinfo=CST)
+        when = datetime(2000 + y, mo, d, h, mi, s, tzinfo=CST)
     except ValueError as exc:
         raise BadTime(
             f"impossible time {y:02d}-{mo:02d}-{d:02d} {h:02d}:{mi:02d}:{s:02d} ({exc})", off
         ) from None
+    if len(_RECENT) >= _RECENT_MAX:
+        _RECENT.clear()
+    _RECENT[key] = when
+    return when
 
 
 def encode_time(when: datetime) -> bytes:
