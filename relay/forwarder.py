@@ -45,10 +45,6 @@ class OutboxRow(NamedTuple):
     frame: bytes
 
 
-def _outbox_row(cursor):
-    return OutboxRow._make
-
-
 def load_cursor(conn, upstream: str) -> tuple[int, int]:
     """The upstream's saved cursor (a frame id) and its bit in ``frames.routes``."""
     bit = route_bits(conn, [upstream])[upstream]
@@ -58,21 +54,35 @@ def load_cursor(conn, upstream: str) -> tuple[int, int]:
     return last, bit
 
 
+_SAVE_AND_FETCH = """
+WITH saved AS (
+    UPDATE outbox_cursors SET last_id = greatest(last_id, %(durable)s), delivered = delivered + %(delivered)s,
+                              updated_at = now()
+    WHERE upstream = %(upstream)s AND %(save)s)
+SELECT h.last_id, f.id, f.command, f.received, f.frame
+FROM outbox_head h
+LEFT JOIN LATERAL (
+    SELECT id, command, extract(epoch FROM received_at)::float8 AS received, coalesce(forward, raw) AS frame
+    FROM frames WHERE routes <> 0 AND routes & %(mask)s <> 0 AND id > %(after)s ORDER BY id LIMIT %(limit)s) f ON true
+"""
+
+
 def save_and_fetch(conn, upstream: str, bit: int, durable: int, delivered: int, after: int, limit: int,
-                   save: bool = True) -> list[OutboxRow]:
+                   save: bool = True) -> tuple[int, list[OutboxRow]]:
     """Save the acknowledged cursor (``save``: something was acknowledged since the last
-    save), then fetch the next frames for the upstream after ``after`` (one hop)."""
-    with conn.transaction():
-        if save:
-            conn.execute("UPDATE outbox_cursors SET last_id = greatest(last_id, %s), delivered = delivered + %s, "
-                         "updated_at = now() WHERE upstream = %s", (durable, delivered, upstream))
-        if limit <= 0:
-            return []
-        cur = conn.cursor(row_factory=_outbox_row)
+    save) and fetch the next ``limit`` frames for the upstream after ``after``, with the
+    outbox head (migration 0007) as of the same snapshot: one statement, one round trip, its
+    own transaction. Returns (head, rows)."""
+    conn.autocommit = True
+    try:
         # binary results: the frames come as bytes, not hex text the server encodes and psycopg decodes
-        return cur.execute("SELECT id, command, extract(epoch FROM received_at)::float8, coalesce(forward, raw) "
-                           "FROM frames WHERE routes <> 0 AND routes & %s <> 0 AND id > %s ORDER BY id LIMIT %s",
-                           (1 << bit, after, limit), binary=True).fetchall()
+        got = conn.execute(_SAVE_AND_FETCH, {"durable": durable, "delivered": delivered, "upstream": upstream,
+                                             "save": save, "mask": 1 << bit, "after": after, "limit": max(0, limit)},
+                           binary=True).fetchall()
+    finally:
+        if not conn.closed:
+            conn.autocommit = False
+    return got[0][0], [OutboxRow(r[1], r[2], r[3], r[4]) for r in got if r[1] is not None]
 
 
 @implementer(IPushProducer)
@@ -95,6 +105,12 @@ class Forwarder:
         self._saved = 0
         self._acked_since_save = 0
         self._rows: deque[OutboxRow] = deque()
+        #: every frame for this upstream with an id up to this one is in hand or written
+        #: (the last fetch did not stop at its limit; the outbox head as of its snapshot), so a
+        #: commit that moves the head on from exactly here hands over its frames and no fetch
+        #: is needed; None when not known
+        self._frontier: int | None = None
+        self._fetching_rows = False
         #: ids written to the link and not yet acknowledged
         self._unacked: deque[int] = deque()
         self._proto = None
@@ -110,12 +126,15 @@ class Forwarder:
         self.sent_reissue = 0
         self.acked = 0
         self.resent = 0
+        #: rows taken from the writer's commits rather than read back
+        self.from_commits = 0
         link.add_listener(self)
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
         self._rows.clear()
         self._unacked.clear()
+        self._frontier = None
         cursor, self.bit = await self.pool.run(load_cursor, self.name)
         self.durable = self.position = self._saved = cursor
         self.running = True
@@ -141,6 +160,8 @@ class Forwarder:
             await self.pool.run(save_and_fetch, self.name, self.bit, self.durable, self._acked_since_save,
                                 self.durable, 0)
         self._acked_since_save = 0
+        log.info("forwarder_stopped", upstream=self.name, cursor=self.durable, sent=self.sent,
+                 from_commits=self.from_commits, reissue=self.sent_reissue, resent=self.resent)
 
     # -- link events ------------------------------------------------------------------
     def link_online(self, proto) -> None:
@@ -161,6 +182,7 @@ class Forwarder:
 
     def _rewind(self) -> None:
         """Unacknowledged rows will be sent again from the durable cursor."""
+        self._frontier = None
         if self._unacked:
             self.resent += len(self._unacked)
             log.info("forwarder_rewind", upstream=self.name, rows=len(self._unacked), cursor=self.durable)
@@ -180,7 +202,27 @@ class Forwarder:
 
     # -- the loop -----------------------------------------------------------------------
     def on_commit(self, result) -> None:
-        """Writer commit listener: new rows may be waiting for this upstream."""
+        """Writer commit listener: new rows may be waiting for this upstream. When everything
+        before the batch is in hand and the batch says what it marked for this upstream,
+        its rows are taken as they are; otherwise they are read back."""
+        head = result.head
+        if head is None:  # marked nothing (or the store does not say)
+            if result.outbox.get(self.name):
+                self._frontier = None
+                self.wake()
+            return
+        before, after = head
+        rows = result.routed.get(self.name, ()) if result.routed is not None else None
+        if (rows is not None and self._frontier == before and not self._fetching_rows and not self._rows
+                and not self._paused and self._proto is not None and self.running
+                and (not rows or rows[0][0] > self.position)):
+            self._frontier = after
+            if rows:
+                self._rows.extend(map(OutboxRow._make, rows))
+                self.from_commits += len(rows)
+                self._pump()
+            return
+        self._frontier = None  # someone else marked frames in between, or rows are in hand: read back
         if result.outbox.get(self.name):
             self.wake()
 
@@ -198,26 +240,40 @@ class Forwarder:
         save, rows being in hand or no link to write them to)."""
         limit = self.batch_rows if limit is None else limit
         self._fetching = True
+        self._fetching_rows = bool(limit)
         if limit:
             self._more = False
         durable, delivered = self.durable, self._acked_since_save
-        d = self.pool.run(save_and_fetch, self.name, self.bit, durable, delivered, self.position, limit,
+        proto, after = self._proto, self.position
+        d = self.pool.run(save_and_fetch, self.name, self.bit, durable, delivered, after, limit,
                           durable > self._saved or delivered > 0)
 
-        def fetched(rows: list[OutboxRow]) -> None:
-            self._fetching = False
+        def fetched(answer: tuple[int, list[OutboxRow]]) -> None:
+            head, rows = answer
+            self._fetching = self._fetching_rows = False
             self._saved = durable
             self._acked_since_save -= delivered
             if self._proto is None:
                 return
+            if limit and (self._proto is not proto or self.position != after):
+                # the link went and came back meanwhile (the position was rewound): these
+                # rows follow a position that no longer holds; read again from the new one
+                self._more = True
+                self._pump()
+                return
             if rows and rows[0].id > self.position:
                 self._rows.extend(r for r in rows if r.id > self.position)
+            if limit:
+                # all frames for this upstream up to the head were in that snapshot: unless
+                # the fetch stopped at its limit, they are in hand now (or written before)
+                self._frontier = head if len(rows) < limit else None
             if len(rows) >= self.batch_rows:
                 self._more = True  # a full fetch: more rows are likely waiting
             self._pump()
 
         def failed(f) -> None:
-            self._fetching = False
+            self._fetching = self._fetching_rows = False
+            self._frontier = None
             log.error("forwarder_fetch_failed", upstream=self.name, error=f.getErrorMessage())
 
         d.addCallbacks(fetched, failed)

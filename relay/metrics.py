@@ -60,6 +60,7 @@ class NodeCollector:
             sent.add_metric([name, "reissue"], fwd.sent_reissue)
             sent.add_metric([name, "acknowledged"], fwd.acked)
             sent.add_metric([name, "resent"], fwd.resent)
+            sent.add_metric([name, "from_commits"], fwd.from_commits)
             unacked.add_metric([name], len(fwd._unacked))
             link = node.links[name]
             for s in LINK_STATES:

@@ -70,6 +70,14 @@ class BatchResult:
     #: the refused items whose data unit did not follow the layout (bad input, not storage)
     undecodable: set[int] = field(default_factory=set)
     seconds: float = 0.0
+    #: the outbox head (migration 0007) before and after this batch: None when the batch
+    #: marked no frame for any upstream
+    head: tuple[int, int] | None = None
+    #: per upstream, the frames this batch marked for it, in id order, as the forwarder
+    #: sends them: (frame id, command, received_at as epoch seconds, bytes to send); None
+    #: when not known (a batch written item by item after a failure: the forwarder reads
+    #: them back)
+    routed: dict[str, list[tuple]] | None = None
 
 
 def _reason(exc: Exception) -> str:
@@ -250,6 +258,8 @@ class BatchStore:
 
             realtime, latest, logins = [], {}, []
             unregistered: dict[str, tuple] = {}  # vin -> (last received, frames)
+            routed: dict[str, list[tuple]] = {}
+            last_routed = 0
             for fid, item, plan in zip(ids, batch, plans):
                 if fid not in inserted:
                     continue
@@ -275,8 +285,22 @@ class BatchStore:
                 if not registered and frame.command in FORWARDED_VEHICLE_COMMANDS:
                     seen = unregistered.get(frame.vin)
                     unregistered[frame.vin] = (item.received_at, (seen[1] if seen else 0) + 1)
+                if not names:
+                    continue
+                last_routed = max(last_routed, fid)
+                sent = (fid, frame.command, item.received_at.timestamp(), frame.raw if plan[1] is None else plan[1])
                 for name in names:
                     result.outbox[name] = result.outbox.get(name, 0) + 1
+                    routed.setdefault(name, []).append(sent)
+            if last_routed:
+                # under the outbox lock (taken above: this batch marks frames)
+                before = cur.execute("WITH prev AS (SELECT last_id FROM outbox_head) UPDATE outbox_head "
+                                     "SET last_id = greatest(last_id, %s) RETURNING (SELECT last_id FROM prev)",
+                                     (last_routed,)).fetchone()[0]
+                result.head = (before, max(before, last_routed))
+                # the forwarders take these instead of reading them back (from a store process
+                # they cross the socket pickled: some 0.05 us a frame each way)
+                result.routed = routed
             if realtime:
                 with cur.copy(f"COPY realtime ({', '.join(REALTIME_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
                     cp.set_types(_REALTIME_TYPES)
