@@ -100,3 +100,26 @@ def test_the_latest_state_is_updated_in_place(pg_server):
             assert (updated, hot) == (1000, 1000)
     finally:
         drop_database(pg_server, "relay_t_migrate_latest")
+
+
+def test_an_upgrade_to_0007_starts_the_outbox_head_at_the_newest_marked_frame(pg_server):
+    """Frames marked for upstreams before 0007 count: the head starts at the newest of them
+    (not at the newest frame, which may be one no upstream takes)."""
+    dsn = empty_database(pg_server, "relay_t_migrate_0007")
+    try:
+        with psycopg.connect(dsn) as conn:
+            assert migrate(conn, upto=6) == [1, 2, 3, 4, 5, 6]
+            with conn.transaction():
+                conn.execute("CREATE TABLE frames_202611 PARTITION OF frames FOR VALUES FROM "
+                             "('2026-11-01 00:00+08') TO ('2026-12-01 00:00+08')")
+                ids = []
+                for n, routes in enumerate((1, 3, 0)):  # the newest frame goes nowhere
+                    ids.append(conn.execute(
+                        "INSERT INTO frames (id, collected_at, received_at, vin, command, response, protocol, "
+                        "encryption, peer, kind, digest, raw, routes) VALUES (nextval('frames_id_seq'), %s, %s, %s, "
+                        "2, 254, 2016, 1, 'tcp:10.0.0.1:1', 2, %s, '\\x2323', %s) RETURNING id",
+                        (T0 + timedelta(seconds=n), T0, VIN, bytes([n]) * 16, routes)).fetchone()[0])
+            assert migrate(conn) == [v for v, _, _ in available() if v >= 7]
+            assert conn.execute("SELECT last_id FROM outbox_head").fetchone()[0] == ids[1]
+    finally:
+        drop_database(pg_server, "relay_t_migrate_0007")
