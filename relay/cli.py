@@ -449,7 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=None,
                    help="load duration: ingest/e2e 10, soak 300; codec: seconds per measurement")
     s.add_argument("--terminals", type=int, default=None, help="simulated terminals for ingest/e2e")
-    s.add_argument("--rate", type=float, default=None, help="target frames per second for ingest/e2e")
+    s.add_argument("--rate", type=float, default=None,
+                   help="frames per second offered for ingest/e2e (default 12000 / 5500: above their 10,000 / "
+                        "5,000 targets, since stored / (sending + drain) can only show less than what is offered)")
     s.add_argument("--vehicles", type=int, default=None, help="vehicles for export (20) / api (100000)")
     s.add_argument("--days", type=float, default=None, help="days of data for export (91)")
     s.add_argument("--format", choices=("csv", "jsonl"), default=None, help="export format (csv)")

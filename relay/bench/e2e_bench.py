@@ -55,7 +55,11 @@ from .loadgen import raise_nofile_limit
 
 TIERS = ("provincial", "municipal", "enterprise")  # start order: a link finds its peer listening
 DEFAULT_TERMINALS = 5000
-DEFAULT_RATE = 5000.0
+#: offered 10 % above the 5,000 frames/s target, as in ingest_bench: ``e2e_frames_per_s``
+#: counts the drain (the last frames' way through the tiers, some 0.4-0.8 s of a 10 s run),
+#: so offering exactly the target could only ever show less than it; and the p99 lag is
+#: then measured under more load than the target, not less
+DEFAULT_RATE = 5500.0
 FLEET_SEED = 13
 #: database.store of every tier. Three tiers on one machine of two cores keep six processes
 #: busy in process mode: the store process buys no parallelism there, and handing each batch
