@@ -35,8 +35,9 @@ log = structlog.get_logger("relay.writer")
 #: seconds a committed platform frame is remembered, so that its second copy (the province
 #: gets each frame from the enterprise and again from the city) is answered at once and
 #: never reaches the store; a copy that comes later is deduplicated by the database. A
-#: second copy that nobody waits for (submitted) is dropped as well while the first is
-#: still on its way to the database: the first one's commit or refusal stands for both
+#: second copy that comes while the first is still on its way to the database does not
+#: reach the store either: the first one's commit or refusal stands for both (a copy someone
+#: waits for, a vehicle login say, is answered when the first one is)
 DEDUP_WINDOW = 10.0
 #: at most this many frames remembered (about 100 bytes each)
 DEDUP_MAX = 100_000
@@ -86,6 +87,8 @@ class BatchWriter:
         self._recent_order: deque[tuple[float, tuple]] = deque()
         #: platform frames accepted and not committed yet: key -> how many such items
         self._waiting: dict[tuple, int] = {}
+        #: the Deferreds of second copies waiting for their first copy's outcome, by key
+        self._followers: dict[tuple, list[Deferred]] = {}
         self.dedup_window = DEDUP_WINDOW
         self.running = False
         #: counters for stats and metrics
@@ -136,6 +139,10 @@ class BatchWriter:
         self._inflight.clear()
         self._inflight_items = 0
         self._waiting.clear()
+        followers = [f for fs in self._followers.values() for f in fs]
+        self._followers.clear()
+        for f in followers:
+            f.errback(Refused("the node stopped before the database came back"))
         self._epoch += 1  # results still to come are not used
         for _, d in pending:
             if d is not None:
@@ -175,12 +182,15 @@ class BatchWriter:
     def _add(self, item: Received, d: Deferred | None) -> None:
         if item.source == "platform" and item.frame.raw:
             key = item.dedup_key = dedup_key(item.frame)
-            if key in self._recent or (d is None and key in self._waiting):
-                # committed here moments ago, or on its way and nobody waits for this copy
+            if key in self._recent or key in self._waiting:
+                # committed here moments ago, or on its way: this copy never reaches the store
                 self.duplicates += 1
                 self.duplicates_skipped += 1
                 if d is not None:
-                    d.callback(None)
+                    if key in self._recent:
+                        d.callback(None)
+                    else:  # answered as the first copy is
+                        self._followers.setdefault(key, []).append(d)
                 return
             self._waiting[key] = self._waiting.get(key, 0) + 1
         self._pending.append((item, d))
@@ -276,13 +286,15 @@ class BatchWriter:
         refused = result.refused
         self._forget_old()
         for i, (item, d) in enumerate(batch):
-            if item.dedup_key is not None:
-                self._settled(item.dedup_key)
+            key = item.dedup_key
+            followers = self._settled(key) if key is not None else ()
             if i not in refused:
-                if item.dedup_key is not None:
-                    self._remember(item.dedup_key)
+                if key is not None:
+                    self._remember(key)
                 if d is not None:
                     d.callback(None)
+                for f in followers:  # second copies are answered after the first
+                    f.callback(None)
                 continue
             reason = refused[i]
             self.refused += 1
@@ -297,6 +309,8 @@ class BatchWriter:
                 item.on_refused(item, reason)
             if d is not None:
                 d.errback(Refused(reason))
+            for f in followers:
+                f.errback(Refused(reason))
         for listener in list(self._commit_listeners):
             try:
                 listener(result)
@@ -304,10 +318,14 @@ class BatchWriter:
                 log.exception("commit_listener_failed")
         self._after_batch()
 
-    def _settled(self, key: tuple) -> None:
+    def _settled(self, key: tuple) -> list[Deferred]:
+        """One item of ``key`` is committed or refused; the second copies waiting on it once
+        no such item is left on its way."""
         n = self._waiting.pop(key, 0)
         if n > 1:
             self._waiting[key] = n - 1
+            return []
+        return self._followers.pop(key, [])
 
     def _remember(self, key: tuple) -> None:
         self._recent.add(key)

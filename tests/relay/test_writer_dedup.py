@@ -12,7 +12,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 import codec
-from relay.ingest import Received
+from relay.ingest import Received, Refused
 from relay.store.writer import BatchWriter, Router
 from tests.support.fixtures import T0, data_frame
 
@@ -20,9 +20,9 @@ VIN = "LNBSMX01000000401"
 TIMEOUT = 15.0
 
 
-def copy_of(n: int, source: str = "platform") -> Received:
+def copy_of(n: int, source: str = "platform", vin: str = VIN) -> Received:
     """A fresh Received of the n-th frame, as a platform session (or a terminal's) hands it over."""
-    [frame] = codec.FrameReader(packed=True, lazy=True).feed(codec.encode_frame(data_frame(VIN, T0 + timedelta(seconds=n))))
+    [frame] = codec.FrameReader(packed=True, lazy=True).feed(codec.encode_frame(data_frame(vin, T0 + timedelta(seconds=n))))
     peer = "platform:ent01" if source == "platform" else "tcp:10.0.0.1:4000"
     return Received(frame, peer, T0 + timedelta(seconds=n, milliseconds=300), source, "ent01" if source == "platform" else "")
 
@@ -49,21 +49,19 @@ async def test_the_second_copy_of_a_committed_platform_frame_is_acknowledged_wit
 
 @pytest_twisted.ensureDeferred
 async def test_copies_the_writer_does_not_remember_are_deduplicated_by_the_database(db_dsn):
-    """A terminal's repeated frame, and a platform frame whose first copy is still in flight
-    or was committed longer than the window ago, go to the store: stored once all the same."""
+    """A terminal's repeated frame, and a platform frame whose first copy was committed
+    longer than the window ago, go to the store: stored once all the same."""
     w = BatchWriter(reactor, db_dsn, Router(), max_rows=100, interval=0.01)
     await w.start()
     try:
-        first, second = w.accept(copy_of(1)), w.accept(copy_of(1))  # both before any commit
-        await second.addTimeout(TIMEOUT, reactor)
-        assert first.called and w.duplicates_skipped == 0
+        await w.accept(copy_of(1)).addTimeout(TIMEOUT, reactor)
         await w.accept(copy_of(2, "terminal")).addTimeout(TIMEOUT, reactor)
         await w.accept(copy_of(2, "terminal")).addTimeout(TIMEOUT, reactor)
         w.dedup_window = 0.0  # forget at the next commit
         await w.accept(copy_of(3)).addTimeout(TIMEOUT, reactor)
         await w.accept(copy_of(4)).addTimeout(TIMEOUT, reactor)
         await w.accept(copy_of(3)).addTimeout(TIMEOUT, reactor)
-        assert w.duplicates_skipped == 0 and w.duplicates == 3  # each found by the database
+        assert w.duplicates_skipped == 0 and w.duplicates == 2  # each found by the database
         assert frames(db_dsn) == 4
     finally:
         await w.stop().addTimeout(TIMEOUT, reactor)
@@ -123,3 +121,34 @@ def test_the_store_archives_straight_in_until_a_duplicate_comes_then_stages_unti
             assert conn.execute("SELECT count(*) FROM realtime").fetchone()[0] == 5
     finally:
         store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_copy_someone_waits_for_is_answered_with_its_first_copy(db_dsn):
+    """Both copies of a vehicle login reach a province before the first is committed: the
+    second never reaches the store (a duplicate there would cost the batch its straight
+    copy into the archive) and is answered when the first is committed, or refused with it."""
+    poison = "LNBSMX01000000499"
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute(f"""
+            CREATE FUNCTION refuse_vin() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.vin = '{poison}' THEN RAISE EXCEPTION 'test: % refused', NEW.vin; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_vin BEFORE INSERT ON realtime FOR EACH ROW EXECUTE FUNCTION refuse_vin();""")
+    w = BatchWriter(reactor, db_dsn, Router(), max_rows=100, interval=0.01)
+    await w.start()
+    try:
+        first, second = w.accept(copy_of(1)), w.accept(copy_of(1))
+        assert (w.duplicates_skipped, w.backlog, second.called) == (1, 1, False)
+        await second.addTimeout(TIMEOUT, reactor)
+        assert first.called and frames(db_dsn) == 1 and w._followers == {}
+
+        w.submit(copy_of(2, vin=poison))
+        refused = []
+        await w.accept(copy_of(2, vin=poison)).addErrback(lambda f: refused.append(f.check(Refused))) \
+            .addTimeout(TIMEOUT, reactor)
+        assert refused == [Refused] and frames(db_dsn) == 1 and w.refused == 1
+    finally:
+        await w.stop().addTimeout(TIMEOUT, reactor)
