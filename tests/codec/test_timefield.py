@@ -49,3 +49,15 @@ def test_the_memory_is_bounded(monkeypatch):
 def test_round_trip():
     when = datetime(2031, 7, 4, 23, 59, 58, tzinfo=CST)
     assert decode_time(encode_time(when)) == when
+
+
+def test_a_time_only_body_is_exactly_six_bytes():
+    from codec.bodies import TimeOnly, decode_time_only
+    from codec.errors import BadBody
+
+    assert decode_time_only(bytes([26, 12, 6, 8, 0, 0])) == TimeOnly(datetime(2026, 12, 6, 8, 0, 0, tzinfo=CST))
+    for raw in (bytes(5), bytes(7)):
+        with pytest.raises(BadBody):
+            decode_time_only(raw)
+    with pytest.raises(BadTime):
+        decode_time_only(bytes([26, 13, 1, 0, 0, 0]))
