@@ -127,28 +127,48 @@ def count_data_frames(dsn: str) -> tuple[int, int]:
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process (from /proc), or None."""
+def _stat(pid: int | str) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first: the parent
+    pid is [1], utime/stime [11]/[12], the reaped children's cutime/cstime [13]/[14]), or
+    None when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
-    except (OSError, IndexError, ValueError):
+            return fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
         return None
+
+
+def _seconds(fields: list[bytes], upto: int = 13) -> float | None:
+    """utime + stime (and cutime + cstime with ``upto=15``) of parsed stat fields."""
+    try:
+        return sum(int(x) for x in fields[11:upto]) / _TICK
+    except (IndexError, ValueError):
+        return None
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (from /proc), or None."""
+    fields = _stat(pid)
+    return None if fields is None else _seconds(fields)
+
+
+def _children(pid: int) -> list[tuple[str, list[bytes]]]:
+    """(pid, stat fields) of every process whose parent is ``pid``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(entry)
+            try:
+                if fields is not None and int(fields[1]) == pid:
+                    out.append((entry, fields))
+            except (IndexError, ValueError):
+                continue
+    return out
 
 
 def children_of(pid: int) -> list[int]:
     """The pids whose parent is ``pid`` (a node's store process)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    if int(fh.read().rsplit(b")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    return out
+    return [int(entry) for entry, _ in _children(pid)]
 
 
 def tree_cpu_seconds(pid: int, children: list[int]) -> float | None:
@@ -188,25 +208,11 @@ def postgres_cpu_seconds(postmaster: int | None) -> float | None:
     ...), the ones that have exited included (the postmaster reaped them: their time is in its
     cutime/cstime), so the figure never goes back when a connection closes; other PostgreSQL
     servers on the machine are not counted."""
-    if postmaster is None:
+    own = None if postmaster is None else _stat(postmaster)
+    total = None if own is None else _seconds(own, upto=15)  # utime, stime, cutime, cstime
+    if total is None:
         return None
-    try:
-        with open(f"/proc/{postmaster}/stat", "rb") as fh:
-            own = fh.read().rsplit(b")", 1)[1].split()
-        total = sum(int(x) for x in own[11:15]) / _TICK  # utime, stime, cutime, cstime
-    except (OSError, IndexError, ValueError):
-        return None
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-            if int(fields[1]) == postmaster:
-                total += (int(fields[11]) + int(fields[12])) / _TICK
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+    return total + sum(_seconds(fields) or 0.0 for _, fields in _children(postmaster))
 
 
 def run_environment() -> dict:
