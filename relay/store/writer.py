@@ -139,14 +139,11 @@ class BatchWriter:
         self._inflight.clear()
         self._inflight_items = 0
         self._waiting.clear()
-        followers = [f for fs in self._followers.values() for f in fs]
+        waiting = [d for _, d in pending if d is not None] + [f for fs in self._followers.values() for f in fs]
         self._followers.clear()
-        for f in followers:
-            f.errback(Refused("the node stopped before the database came back"))
         self._epoch += 1  # results still to come are not used
-        for _, d in pending:
-            if d is not None:
-                d.errback(Refused("the node stopped before the database came back"))
+        for d in waiting:
+            d.errback(Refused("the node stopped before the database came back"))
         self._maybe_finish_stop()
 
     def _maybe_finish_stop(self) -> None:
