@@ -103,6 +103,14 @@ def cursor(dsn: str) -> int:
     return row[0] if row else 0
 
 
+async def online(fwd: Forwarder) -> Upstream:
+    """A logged-in link for ``fwd``, once the fetch that follows the login is done."""
+    up = Upstream()
+    fwd.link_online(up)
+    await until(reactor, lambda: not fwd._fetching, TIMEOUT, what="the first fetch")
+    return up
+
+
 @pytest_twisted.async_yield_fixture
 async def forwarder(db_dsn):
     """A started forwarder (its cursor loaded) over a real pool, and its link's stand-in."""
@@ -121,9 +129,7 @@ async def forwarder(db_dsn):
 @pytest_twisted.ensureDeferred
 async def test_each_commit_costs_one_fetch_and_rows_go_up_in_order(db_dsn, forwarder):
     fwd, pool, link = forwarder
-    up = Upstream()
-    fwd.link_online(up)
-    await until(reactor, lambda: not fwd._fetching, TIMEOUT, what="the first fetch")
+    up = await online(fwd)
     before = pool.fetches
     for n in range(3):
         raws = await deferToThread(add_rows, db_dsn, 10 * n, 5)
@@ -166,9 +172,7 @@ async def test_a_batch_tells_its_marked_frames_and_moves_the_head(db_dsn):
 @pytest_twisted.ensureDeferred
 async def test_a_caught_up_forwarder_sends_a_commits_frames_without_reading_them_back(db_dsn, forwarder):
     fwd, pool, link = forwarder
-    up = Upstream()
-    fwd.link_online(up)
-    await until(reactor, lambda: not fwd._fetching, TIMEOUT, what="the first fetch (nothing waits)")
+    up = await online(fwd)
     before = pool.fetches
     sent = []
     for n in range(3):
@@ -185,9 +189,7 @@ async def test_frames_another_writer_marked_in_between_are_not_skipped(db_dsn, f
     commit does not start where the forwarder stands; it reads back and sends everything,
     in order."""
     fwd, pool, link = forwarder
-    up = Upstream()
-    fwd.link_online(up)
-    await until(reactor, lambda: not fwd._fetching, TIMEOUT, what="the first fetch (nothing waits)")
+    up = await online(fwd)
     ours, result = await deferToThread(commit_rows, db_dsn, 0, 3)
     fwd.on_commit(result)
     theirs, _ = await deferToThread(commit_rows, db_dsn, 100, 2, "LNBSMX01000000302")  # not told to us

@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred, gatherResults
 import codec
 from relay.ingest import InMemoryIngest, Received
 from relay.store.writer import BatchWriter, Router
+from tests.support.faults import refuse_realtime_of
 from tests.support.fixtures import T0, data_frame
 from tests.support.wait import until
 
@@ -277,14 +278,7 @@ async def test_a_refused_submitted_item_calls_its_on_refused_and_a_barrier_behin
     from tests.support.fixtures import data_frame as frame_of
 
     poison = "LNBSMX01000000666"
-    with psycopg.connect(db_dsn, autocommit=True) as conn:
-        conn.execute(f"""
-            CREATE FUNCTION refuse_vin() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.vin = '{poison}' THEN RAISE EXCEPTION 'test: % refused', NEW.vin; END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER refuse_vin BEFORE INSERT ON realtime FOR EACH ROW EXECUTE FUNCTION refuse_vin();""")
+    refuse_realtime_of(db_dsn, poison)
     backend = store(db_dsn)
     await backend.start()
     try:

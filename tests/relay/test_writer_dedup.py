@@ -14,6 +14,7 @@ from twisted.internet import reactor
 import codec
 from relay.ingest import Received, Refused
 from relay.store.writer import BatchWriter, Router
+from tests.support.faults import refuse_realtime_of
 from tests.support.fixtures import T0, data_frame
 
 VIN = "LNBSMX01000000401"
@@ -129,14 +130,7 @@ async def test_a_copy_someone_waits_for_is_answered_with_its_first_copy(db_dsn):
     second never reaches the store (a duplicate there would cost the batch its straight
     copy into the archive) and is answered when the first is committed, or refused with it."""
     poison = "LNBSMX01000000499"
-    with psycopg.connect(db_dsn) as conn:
-        conn.execute(f"""
-            CREATE FUNCTION refuse_vin() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.vin = '{poison}' THEN RAISE EXCEPTION 'test: % refused', NEW.vin; END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER refuse_vin BEFORE INSERT ON realtime FOR EACH ROW EXECUTE FUNCTION refuse_vin();""")
+    refuse_realtime_of(db_dsn, poison)
     w = BatchWriter(reactor, db_dsn, Router(), max_rows=100, interval=0.01)
     await w.start()
     try:
