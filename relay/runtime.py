@@ -13,7 +13,8 @@ collector time 6.5 s -> 1.2 s, node CPU per frame 96 -> 78 us. Later, through th
 tiers at 5,000 frames/s (``relay bench e2e``), a young collection still took 10-25 ms and
 came every second or so: after 200,000 allocations instead (the middle generation after
 10 of those instead of 20, so a full collection after some 200 million allocations
-instead of 100 million) the young collections of a 10 s run took 0.06-0.10 s per tier instead of 0.13-0.41 s.
+instead of 100 million) the young collections of a 10 s run took 0.06-0.10 s per tier
+instead of 0.13-0.41 s.
 
 Called once per process by the entry points that run nodes (``relay run``, ``relay
 demo``, the benchmarks), never by the library: a test process keeps the defaults.

@@ -116,12 +116,12 @@ def _data_count(dsn: str) -> int:
 
 class _Counter:
     """The province's count of data frames, taken every half second while the load runs,
-    over one connection (a connection per sample would start a server process each time,
-    on the machine being measured), and counted on from the last sample: only the frames
-    archived since then are read (by the archive's frame-id key), where a ``count(*)``
-    of the whole table grew to 18 ms a sample by the end of a 30-second run, on the
-    machine being measured. A node commits its frame ids in increasing order (one writer
-    connection), so what a sample saw stays below the ids of what comes later."""
+    on the machine being measured: over one connection (a connection per sample would start
+    a server process each time), and counted on from the last sample, reading only the
+    frames archived since then by the archive's frame-id key (a ``count(*)`` of the whole
+    table grew to 18 ms a sample by the end of a 30-second run). A node commits its frame
+    ids in increasing order (one writer connection), so what a sample saw stays below the
+    ids of what comes later."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
