@@ -31,6 +31,7 @@ from relay import registry
 from relay import simulate
 from relay.api import hash_token
 from tests.support.processes import RELAY, NodeProcess, logfmt, write_config
+from tests.support.wait import until
 from tests.support.counts import _query, at_least, count_is, query, rows, scalar, within  # noqa: F401 - the suite's helpers
 
 #: seconds during which a test watches that something does NOT happen (a spinning writer)
@@ -122,6 +123,16 @@ def events(proc: NodeProcess, name: str, run: int = -1, **fields: str) -> list[d
     """The ``name`` events of one run of ``proc`` (the current one by default), in order."""
     return [e for e in proc.runs[run].events
             if e.get("event") == name and all(e.get(k) == v for k, v in fields.items())]
+
+
+async def logged(proc: NodeProcess, name: str, count: int, timeout: float = 10.0) -> list[dict]:
+    """The ``name`` events of the current run once there are at least ``count`` of them.
+    The node's log comes through a pipe and the test reactor may read a socket first: a
+    line the node wrote before it closed a connection or sent an answer can arrive after
+    the test saw the close or the answer."""
+    await until(proc.reactor, lambda: len(events(proc, name)) >= count, timeout,
+                what=f"{count} {name} line(s) from {proc.name}")
+    return events(proc, name)
 
 
 def pressure_switches(proc: NodeProcess) -> list[bool]:

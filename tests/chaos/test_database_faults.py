@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred
 from codec import Response
 from relay.simulate import VehicleSimulator, make_fleet
 from tests.chaos.conftest import (QUIET, AnswerLog, api_get, at_least, count_is, counting_simulator, covered,
-                                  database_down, database_up, dbname, event_times, events, fleet_rows, node_file,
+                                  database_down, database_up, dbname, event_times, events, fleet_rows, logged, node_file,
                                   pressure_switches, query, rows, scalar, seed, stored_keys, terminate_backends,
                                   with_api, within)
 from tests.support.fixtures import T0, data_frame, login_frame
@@ -155,7 +155,7 @@ async def test_a_statement_error_refuses_one_item_stores_its_batch_and_does_not_
 
         assert await scalar(db_dsn, DATA) == rounds * len(GOOD)
         assert await scalar(db_dsn, "SELECT count(*) FROM frames WHERE vin = %s AND command = 2", POISON) == 0
-        refused = events(node, "writer_item_refused")
+        refused = await logged(node, "writer_item_refused", rounds)
         assert len(refused) == rounds and {e["vin"] for e in refused} == {POISON}
         assert all("chaos: realtime row of" in e["reason"] for e in refused), refused
         # the refused frames shared their batches with stored ones
@@ -195,7 +195,7 @@ async def test_a_statement_error_of_a_lone_frame_is_refused_at_once_and_the_node
         client.send(data_frame(POISON, _time(1)))
         await client.answers(reactor, 2, timeout=3.0)
         assert client.received[1].response == Response.ERROR
-        assert [e["vin"] for e in events(node, "writer_item_refused")] == [POISON]
+        assert [e["vin"] for e in await logged(node, "writer_item_refused", 1)] == [POISON]
         assert events(node, "writer_batch_failed") == []
         await within(Deferred.fromCoroutine(client.close()), 10)
         client = None
