@@ -232,6 +232,15 @@ class VehicleSimulator:
         self._redials: dict[str, object] = {}  # vin -> IDelayedCall of the next attempt
         self._dialing: dict[str, Deferred] = {}  # vin -> connect-and-login in progress
         self._ending = False
+        #: fires when the run's time is up, or at ``stop()``
+        self._time_up: Deferred = Deferred()
+
+    def stop(self) -> None:
+        """End the run now rather than when its ``seconds`` are up: the terminals stop
+        sending and log out as at the normal end. (A test that waits for events of open
+        length ends the run once they happened, instead of guessing a length.)"""
+        if not self._time_up.called:
+            self._time_up.callback(None)
 
     def _endpoint(self) -> TCP4ClientEndpoint:
         return TCP4ClientEndpoint(self.reactor, self.host, self.port, timeout=10)
@@ -310,7 +319,10 @@ class VehicleSimulator:
             delay = self.interval * i / max(1, len(online))
             self.reactor.callLater(delay, lambda c=c: c.loop.start(self.interval, now=True).addErrback(lambda f: None)
                                    if c.transport is not None and c.transport.connected else None)
-        await _sleep(self.reactor, seconds)
+        timer = self.reactor.callLater(seconds, self.stop)
+        await self._time_up
+        if timer.active():
+            timer.cancel()
         self._ending = True
         for call in list(self._redials.values()):
             call.cancel()

@@ -28,7 +28,7 @@ from tests.chaos.conftest import (AnswerLog, at_least, count_is, counting_simula
 from tests.support.counts import DATA, PRIVATE_FRAMES, every_tier_holds_what_was_sent
 from tests.support.processes import NodeProcess, stop_all
 from tests.support.tiers import (enterprise, free_port, kill_mid_stream, loopback, municipal, node_file, online,
-                                 provincial)
+                                 provincial, stop_after_more)
 from tests.support.wait import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -137,7 +137,7 @@ async def test_enterprise_killed_mid_stream_and_restarted_upstreams_get_every_pu
     async with tiers.running():
         sim = VehicleSimulator(reactor, "127.0.0.1", tiers.ports["enterprise"], fleet, interval=0.5,
                                reconnect_delay=0.1)
-        running = Deferred.fromCoroutine(sim.run(14.0)).addTimeout(40, reactor)
+        running = Deferred.fromCoroutine(sim.run(60.0)).addTimeout(90, reactor)
         await until(reactor, at_least(dsns["provincial"], DATA, 20), 20, every=0.1, what="frames at the province")
 
         killed = await ent.kill()
@@ -147,6 +147,7 @@ async def test_enterprise_killed_mid_stream_and_restarted_upstreams_get_every_pu
         await until(reactor, lambda: sim.reconnects == len(fleet), 15, what="every terminal logged in again")
         await until(reactor, at_least(dsns["enterprise"], DATA, stored_at_kill + 2 * len(fleet)), 15, every=0.1,
                     what="frames stored after the restart")
+        sim.stop()
         result = await running
         assert (result["login_failures"], result["reconnects"]) == (0, len(fleet)), result
 
@@ -191,7 +192,7 @@ async def test_province_killed_mid_stream_and_restarted_gets_every_public_frame_
     dsns, prov = tiers.dsns, tiers.province
     async with tiers.running():
         sim = VehicleSimulator(reactor, "127.0.0.1", tiers.ports["enterprise"], fleet, interval=0.5)
-        running = Deferred.fromCoroutine(sim.run(8.0)).addTimeout(40, reactor)
+        running = Deferred.fromCoroutine(sim.run(60.0)).addTimeout(90, reactor)
         await kill_mid_stream(prov, dsns, len(fleet))
 
         async def both_hold_a_backlog() -> bool:
@@ -201,6 +202,7 @@ async def test_province_killed_mid_stream_and_restarted_gets_every_public_frame_
                     what="the enterprise's and the city's outboxes hold frames for the province")
 
         await tiers.start(prov)
+        await stop_after_more(sim, dsns["enterprise"], 2 * len(fleet))
         result = await running
         assert result["login_failures"] == 0
         sent = result["frames_sent"]

@@ -20,7 +20,8 @@ from relay import registry
 from relay.simulate import VehicleSimulator, make_fleet
 from tests.support.counts import at_least, every_tier_holds_what_was_sent, rows, scalar
 from tests.support.processes import NodeProcess, run_command, stop_all
-from tests.support.tiers import enterprise, free_port, kill_mid_stream, municipal, node_file, online, provincial
+from tests.support.tiers import (enterprise, free_port, kill_mid_stream, municipal, node_file, online, provincial,
+                                 stop_after_more)
 from tests.support.wait import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -63,10 +64,11 @@ async def test_city_killed_mid_stream_and_restarted_province_gets_every_public_f
         await until(reactor, online(ent, "municipal"), 15, what="enterprise -> city link")
 
         sim = VehicleSimulator(reactor, "127.0.0.1", terminals, fleet, interval=0.5)
-        running = Deferred.fromCoroutine(sim.run(8.0)).addTimeout(60, reactor)
+        running = Deferred.fromCoroutine(sim.run(60.0)).addTimeout(90, reactor)
         # the enterprise goes on storing; the frames for the city wait in its outbox
         await kill_mid_stream(muni, dsns, len(fleet))
         assert (await muni.start())["platforms"] == muni_port
+        await stop_after_more(sim, dsns["enterprise"], 2 * len(fleet))
         result = await running
         assert result["login_failures"] == 0
         sent = result["frames_sent"]

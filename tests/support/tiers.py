@@ -79,4 +79,18 @@ async def kill_mid_stream(proc: NodeProcess, dsns: dict[str, str], fleet_size: i
     return stored_at_kill
 
 
-__all__ = ["free_port", "loopback", "node_file", "provincial", "municipal", "enterprise", "online", "kill_mid_stream"]
+async def stop_after_more(sim, dsn: str, more: int) -> None:
+    """Once the node at ``dsn`` has stored ``more`` data frames beyond what it holds now,
+    end ``sim``'s run: the events a test waited for are behind it, and frames still came
+    after them however long they took on this machine."""
+    from twisted.internet import reactor
+
+    from .counts import DATA, at_least, scalar
+    from .wait import until
+
+    now = await scalar(dsn, DATA)
+    await until(reactor, at_least(dsn, DATA, now + more), 20, every=0.1, what=f"{more} more frames stored")
+    sim.stop()
+
+
+__all__ = ["free_port", "loopback", "node_file", "provincial", "municipal", "enterprise", "online", "kill_mid_stream", "stop_after_more"]
