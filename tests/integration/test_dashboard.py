@@ -161,7 +161,7 @@ CLICK_ACKNOWLEDGE = """(async () => {
   button.click();
   const box = await until(() => { const m = document.getElementById("alarm-message");
                                   return !m.hidden && m.textContent ? m : null; }, 10000);
-  const reloaded = await until(() => document.getElementById("alarms").textContent.includes("duty"), 3000);
+  const reloaded = await until(() => document.getElementById("alarms").textContent.includes("duty"), 10000);
   return {alarm, text: box && box.textContent, error: box && box.classList.contains("error"), reloaded};
 })()"""
 
