@@ -197,9 +197,10 @@ def postmaster_pid(dsn: str) -> int | None:
     try:
         with psycopg.connect(dsn) as conn:
             backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        with open(f"/proc/{backend}/stat", "rb") as fh:
-            return int(fh.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError, psycopg.Error):
+            # read while the connection is open: once it closes, the backend exits
+            fields = _stat(backend)
+        return None if fields is None else int(fields[1])
+    except (ValueError, IndexError, psycopg.Error):
         return None
 
 

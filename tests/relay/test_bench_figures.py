@@ -72,3 +72,23 @@ def test_the_province_counter_counts_on_from_its_last_sample(db_dsn):
         assert counter() == 5
     finally:
         counter.close()
+
+
+def test_the_postmaster_is_found_every_time_and_its_cpu_counts_its_backends(db_dsn):
+    """``relay bench e2e`` reads the server's CPU from its postmaster, found as the parent of
+    a backend of ours: that backend's /proc entry is read while the connection is open (read
+    after the close it was often gone, and the run's PostgreSQL figure came out null)."""
+    import psycopg
+
+    from relay.bench.ingest_bench import postgres_cpu_seconds, postmaster_pid
+
+    with psycopg.connect(db_dsn) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with open(f"/proc/{backend}/stat", "rb") as fh:
+            parent = int(fh.read().rsplit(b")", 1)[1].split()[1])
+    assert {postmaster_pid(db_dsn) for _ in range(20)} == {parent}
+    before = postgres_cpu_seconds(parent)
+    with psycopg.connect(db_dsn) as conn:  # a backend of the server works
+        conn.execute("SELECT count(*) FROM generate_series(1, 3000000)").fetchone()
+        after = postgres_cpu_seconds(parent)
+    assert before is not None and after - before >= 0.05, (before, after)
