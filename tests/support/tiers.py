@@ -93,4 +93,5 @@ async def stop_after_more(sim, dsn: str, more: int) -> None:
     sim.stop()
 
 
-__all__ = ["free_port", "loopback", "node_file", "provincial", "municipal", "enterprise", "online", "kill_mid_stream", "stop_after_more"]
+__all__ = ["free_port", "loopback", "node_file", "provincial", "municipal", "enterprise", "online", "kill_mid_stream",
+           "stop_after_more"]
