@@ -341,7 +341,7 @@ async def test_a_failed_batch_is_retried_once_after_its_delay_while_frames_keep_
         await until(reactor, at_least(db_dsn, DATA, 40), 15, every=0.1, what="frames flowing")
         full = True
         await rows(db_dsn, SLOW_DISK_FULL_TRIGGER)
-        await until(reactor, lambda: len(events(node, "writer_batch_failed")) >= 4, 20, what="four failed attempts")
+        await logged(node, "writer_batch_failed", 4, 20)  # four failed attempts
         await rows(db_dsn, "DROP TRIGGER chaos_slow_disk_full ON realtime")
         full = False
         result = await running
