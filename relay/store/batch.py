@@ -57,6 +57,22 @@ _LATEST_UPSERT = (
     "WHERE latest.collected_at <= EXCLUDED.collected_at")
 
 
+#: frame ids for a batch
+_IDS = "SELECT nextval('frames_id_seq') FROM generate_series(1, %s)"
+#: ... for a batch that marks frames for upstreams. Frame ids must commit in id order, or a
+#: forwarder reading "id > cursor" could pass over a frame another writer on this database
+#: commits later: writers that route take turns (a transaction-scoped advisory lock) from
+#: their first id to their commit. The lock is taken once (a materialized CTE) and before the
+#: first id (every row of the join needs the CTE's row), in the same round trip.
+_IDS_IN_TURN = ("WITH turn AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended('relay:outbox', 0))) "
+                "SELECT nextval('frames_id_seq') FROM turn, generate_series(1, %s)")
+
+
+class _Duplicate(Exception):
+    """The straight copy into the archive met a frame it holds already (the transaction is
+    aborted)."""
+
+
 @dataclass
 class BatchResult:
     items: int = 0
@@ -205,54 +221,58 @@ class BatchStore:
         payload = forwardable(frame)
         return bits, (None if payload is frame.raw else payload), names, registered
 
-    def _archive(self, cur, ids: list[int], rows: list[tuple]) -> set[int]:
+    def _archive(self, cur, ids: list[int], rows: list[tuple], direct: bool) -> set[int]:
         """Insert the frames' archive rows; the ids of those stored (a frame already archived
-        is not stored again). Straight into ``frames`` while the last batches had no
-        duplicate (a savepoint catches one and the batch goes the other way); otherwise
-        through a staging table and ``ON CONFLICT DO NOTHING``."""
+        is not stored again). ``direct``: straight into ``frames`` (a duplicate fails the
+        COPY, and with it the transaction: :class:`_Duplicate`); otherwise through a staging
+        table and ``ON CONFLICT DO NOTHING``."""
         cols = ", ".join(_STORED_COLUMNS)
-        if self._direct:
+        if direct:
             try:
-                with cur.connection.transaction(), \
-                        cur.copy(f"COPY frames ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
+                with cur.copy(f"COPY frames ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
                     cp.set_types(_STORED_TYPES)
                     for row in rows:
                         cp.write_row(row)
-                return set(ids)
-            except psycopg.errors.UniqueViolation:
-                self._direct = False  # duplicates arrive: stage the next batches too
+            except psycopg.errors.UniqueViolation as exc:
+                raise _Duplicate() from exc
+            return set(ids)
         with cur.copy(f"COPY stage_frames ({cols}, seq) FROM STDIN (FORMAT BINARY)") as cp:
             cp.set_types(_STORED_TYPES + ["int4"])
             for seq, row in enumerate(rows):
                 cp.write_row(row + (seq,))
-        inserted = {r[0] for r in cur.execute(
+        return {r[0] for r in cur.execute(
             f"INSERT INTO frames ({cols}) SELECT {cols} FROM stage_frames ORDER BY seq "
             f"ON CONFLICT DO NOTHING RETURNING id")}
-        if len(inserted) == len(ids):
-            self._direct = True  # no duplicate in this batch: try straight in again
-        return inserted
 
     def _write(self, conn: psycopg.Connection, batch: list[Received]) -> BatchResult:
-        result = BatchResult(items=len(batch))
         months = {month_of(item.frame.collected_at or item.received_at) for item in batch}
         if self.partitions.missing(months):
             with conn.transaction():
                 self.partitions.ensure(conn, months)
         # where each frame goes, decided before the transaction (a duplicate's plan is unused)
         plans = [self._plan(item.frame) for item in batch]
+        if self._direct:
+            try:
+                return self._transaction(conn, batch, plans, direct=True)
+            except _Duplicate:
+                # rolled back before anything but the archive was written: the batch again,
+                # staged, and the next ones too until one has no duplicate
+                self._direct = False
+        result = self._transaction(conn, batch, plans, direct=False)
+        if not result.duplicates:
+            self._direct = True  # no duplicate in this batch: try straight in again
+        return result
+
+    def _transaction(self, conn: psycopg.Connection, batch: list[Received], plans: list, direct: bool) -> BatchResult:
+        result = BatchResult(items=len(batch))
         with conn.transaction():
             cur = conn.cursor()
-            if any(plan is not None and plan[0] for plan in plans):
-                # frame ids must commit in id order, or a forwarder reading "id > cursor" could
-                # pass over a frame another writer on this database commits later: writers
-                # that route take turns from their first id to their commit
-                cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('relay:outbox', 0))")
-            ids = [r[0] for r in cur.execute("SELECT nextval('frames_id_seq') FROM generate_series(1, %s)",
-                                             (len(batch),))]
+            ids = [r[0] for r in cur.execute(
+                _IDS_IN_TURN if any(plan is not None and plan[0] for plan in plans) else _IDS, (len(batch),))]
             rows = [frame_row(fid, item.frame, item.peer, item.received_at, item.dedup_key)
                     + ((plan[0], plan[1]) if plan is not None else (0, None))
                     for fid, item, plan in zip(ids, batch, plans)]
-            inserted = self._archive(cur, ids, rows)
+            inserted = self._archive(cur, ids, rows, direct)
             result.stored = len(inserted)
             result.duplicates = len(batch) - len(inserted)
 
