@@ -113,6 +113,7 @@ def test_a_batch_that_marks_nothing_does_not_wait(db_dsn):
         assert hold.inside.wait(TIMEOUT), "the first batch never reached its hook"
         t2 = run(second, [copy_of(n, "terminal", "LNBSMX01000000504") for n in range(2)], out, "second")
         t2.join(TIMEOUT)
+        assert "second" in out, "a batch that marks nothing waited for another's turn"
         assert out["second"].stored == 2 and "first" not in out  # committed while the first holds its turn
         hold.release.set()
         t1.join(TIMEOUT)
