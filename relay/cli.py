@@ -457,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("csv", "jsonl"), default=None, help="export format (csv)")
     s.add_argument("--store", choices=("thread", "process"), default=None,
                    help="e2e: database.store of the three tiers (thread: they share the machine's cores)")
+    s.add_argument("--batch-interval-ms", type=int, default=None, metavar="MS",
+                   help="ingest/e2e: database.batch_interval_ms of the nodes (default: the config's, 50); "
+                        "what it trades: docs/operations.md")
     s.set_defaults(func=cmd_bench)
     return p
 

@@ -23,7 +23,8 @@ Figures (units in the key names):
   wall-clock time at which the load generator wrote that frame (VIN + collection time
   identify it; same host, same clock), over every frame stored at the province;
 * ``store``: the tiers' ``database.store`` (``--store``; thread by default, see
-  ``DEFAULT_STORE``);
+  ``DEFAULT_STORE``); ``batch_interval_ms``: their writer's ``database.batch_interval_ms``
+  (``--batch-interval-ms``; the config's default otherwise);
 * CPU per process during the sending window (100 = one core; a tier's figure includes its
   store process in process mode, which ``<tier>_store`` shows on its own),
   how the whole machine's CPU time was spent
@@ -82,8 +83,9 @@ def port_open(port: int) -> bool:
 
 
 def tier_configs(dsns: dict[str, str], ports: dict[str, int], terminals: int,
-                 store: str = DEFAULT_STORE) -> dict[str, dict]:
-    """The demo's three node configs with this run's ports, databases and store mode."""
+                 store: str = DEFAULT_STORE, batch_interval_ms: int | None = None) -> dict[str, dict]:
+    """The demo's three node configs with this run's ports, databases and store mode (and
+    writer batch interval, when given; else the config's default)."""
     from ..demo import _fill, demo_config_text
 
     raw = yaml.safe_load(demo_config_text())
@@ -92,6 +94,8 @@ def tier_configs(dsns: dict[str, str], ports: dict[str, int], terminals: int,
     for tier in TIERS:
         cfg = _fill(raw[tier], fill)
         cfg["database"] = {**cfg.get("database", {}), "dsn": dsns[tier], "store": store}
+        if batch_interval_ms is not None:
+            cfg["database"]["batch_interval_ms"] = batch_interval_ms
         cfg["log"] = {"level": "warning", "format": "logfmt"}
         if tier == "enterprise":
             cfg["listeners"]["terminals"].update(
@@ -241,7 +245,9 @@ def _wait(predicate, timeout: float, interval: float = 0.2) -> bool:
 
 
 def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, out: dict, say,
-           store: str = DEFAULT_STORE) -> None:
+           store: str = DEFAULT_STORE, batch_interval_ms: int | None = None) -> None:
+    from ..config import config_from_dict
+
     from ..simulate import make_fleet
 
     fleet = make_fleet(terminals, public_share=1.0, seed=FLEET_SEED)
@@ -251,7 +257,11 @@ def _drive(base: str, tmp: Path, terminals: int, rate: float, seconds: float, ou
     for tier in TIERS:
         seed_database(dsns[tier], fleet)
     ports = {tier: free_port() for tier in TIERS}
-    configs = tier_configs(dsns, ports, terminals, store)
+    configs = tier_configs(dsns, ports, terminals, store, batch_interval_ms)
+    # what the tiers will run with (and a bad value fails here, with the config's message)
+    intervals = {config_from_dict(cfg, f"relay bench e2e: {tier}").database.batch_interval_ms
+                 for tier, cfg in configs.items()}
+    out["batch_interval_ms"] = intervals.pop() if len(intervals) == 1 else sorted(intervals)
     nodes: dict[str, TierProcess] = {}
     load: LoadProcess | None = None
     counter: _Counter | None = None
@@ -376,6 +386,10 @@ def run(args) -> int:
     rate = args.rate or DEFAULT_RATE
     seconds = args.seconds if args.seconds is not None else 10.0
     store = getattr(args, "store", None) or DEFAULT_STORE
+    batch_interval_ms = getattr(args, "batch_interval_ms", None)
+    if batch_interval_ms is not None and batch_interval_ms < 1:
+        print("relay bench e2e: --batch-interval-ms must be at least 1", file=sys.stderr)
+        return 2
     limit = raise_nofile_limit()
     say = lambda text: print(f"[e2e] {text}", flush=True)  # noqa: E731
     if terminals + 256 > limit:
@@ -385,7 +399,7 @@ def run(args) -> int:
     try:
         with bench_server() as (base, server_kind), tempfile.TemporaryDirectory(prefix="relay-bench-e2e-") as tmp:
             say(f"PostgreSQL: {server_kind}; three fresh databases; tiers as `relay run` processes")
-            _drive(base, Path(tmp), terminals, rate, seconds, out, say, store)
+            _drive(base, Path(tmp), terminals, rate, seconds, out, say, store, batch_interval_ms)
     except Exception as exc:  # noqa: BLE001 - one line and exit status 1
         print(f"relay bench e2e: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -423,6 +437,7 @@ def run(args) -> int:
         "offered_frames_per_s": load.get("offered_frames_per_s"),
         "terminals": terminals,
         "store": store,
+        "batch_interval_ms": out.get("batch_interval_ms"),
         "terminals_logged_in": load.get("logged_in", 0),
         "seconds": seconds,
         "send_s": round(send_seconds, 3),

@@ -2,7 +2,8 @@
 fed by N simulated terminals on loopback from a separate load-generator process.
 
 The node runs in this process, on the global reactor (as ``relay run`` would), with the
-default database settings (batch of 2,000 rows or 20 ms, watermarks 20,000/5,000) and a
+default database settings (batch of 2,000 rows or 50 ms, or ``--batch-interval-ms``;
+watermarks 20,000/5,000) and a
 terminal listener sized for the fleet (``max_per_address`` raised: every terminal comes
 from 127.0.0.1). The fleet is in the registry. The load generator
 (``python -m relay.bench.loadgen``) logs every terminal in, sends realtime frames at the
@@ -327,12 +328,12 @@ def pct(cpu_a: float | None, cpu_b: float | None, seconds: float) -> float | Non
 
 # --- the node in this process ---------------------------------------------------------------
 
-def node_config(dsn: str, terminals: int):
+def node_config(dsn: str, terminals: int, batch_interval_ms: int | None = None):
     from ..config import config_from_dict
 
     raw = {
         "role": "enterprise", "node_id": "BENCH01", "log": {"level": "warning"},
-        "database": {"dsn": dsn},
+        "database": {"dsn": dsn} if batch_interval_ms is None else {"dsn": dsn, "batch_interval_ms": batch_interval_ms},
         "listeners": {"terminals": {
             "endpoint": "tcp:port=0:interface=127.0.0.1:backlog=1024",
             "max_connections": max(20000, terminals + 100),
@@ -354,7 +355,8 @@ async def _until(reactor, predicate, timeout: float, interval: float = 0.1) -> b
     return True
 
 
-async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float, out: dict, say) -> None:
+async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float, out: dict, say,
+                 batch_interval_ms: int | None = None) -> None:
     from twisted.internet.task import LoopingCall
     from twisted.internet.threads import deferToThread
 
@@ -364,7 +366,8 @@ async def _drive(reactor, dsn: str, terminals: int, rate: float, seconds: float,
     from ..runtime import settle_gc
     from ..simulate import _sleep
 
-    node = Node(reactor, node_config(dsn, terminals), ROLE, dsn)
+    node = Node(reactor, node_config(dsn, terminals, batch_interval_ms), ROLE, dsn)
+    out["batch_interval_ms"] = round(node.writer.interval * 1000)  # what the writer runs with
     batches: list[tuple[int, float]] = []
     pressure: list[tuple[float, bool]] = []
     node.writer.add_commit_listener(lambda r: batches.append((r.items, r.seconds)))
@@ -466,6 +469,10 @@ def run(args) -> int:
     terminals = args.terminals or DEFAULT_TERMINALS
     rate = args.rate or DEFAULT_RATE
     seconds = args.seconds if args.seconds is not None else 10.0
+    batch_interval_ms = getattr(args, "batch_interval_ms", None)
+    if batch_interval_ms is not None and batch_interval_ms < 1:
+        print("relay bench ingest: --batch-interval-ms must be at least 1", file=sys.stderr)
+        return 2
     logs.configure("warning", "logfmt")
     limit = raise_nofile_limit()
     say = lambda text: print(f"[ingest] {text}", flush=True)  # noqa: E731
@@ -481,7 +488,8 @@ def run(args) -> int:
             dsn = fresh_database(base, name)
             try:
                 seed_database(dsn, fleet)
-                _run_reactor(lambda reactor: _drive(reactor, dsn, terminals, rate, seconds, out, say))
+                _run_reactor(lambda reactor: _drive(reactor, dsn, terminals, rate, seconds, out, say,
+                                                    batch_interval_ms))
                 stored, archived = count_data_frames(dsn)
             finally:
                 with contextlib.suppress(Exception):
@@ -522,6 +530,7 @@ def run(args) -> int:
         "offered_frames_per_s": load.get("offered_frames_per_s"),
         "terminals": terminals,
         "terminals_logged_in": load.get("logged_in", 0),
+        "batch_interval_ms": out.get("batch_interval_ms"),
         "seconds": seconds,
         "send_s": round(send_seconds, 3),
         "drain_s": round(drain_s, 3),

@@ -46,7 +46,7 @@ DEDUP_MAX = 100_000
 class BatchWriter:
     """Reactor-side accumulator in front of :class:`relay.store.batch.BatchStore` (see the module docstring)."""
 
-    def __init__(self, reactor, dsn: str, router: Router, *, max_rows: int = 2000, interval: float = 0.02,
+    def __init__(self, reactor, dsn: str, router: Router, *, max_rows: int = 2000, interval: float = 0.05,
                  high_watermark: int = 20000, low_watermark: int = 5000, extra: list | None = None,
                  store=None) -> None:
         """``store``: what the writer thread hands each batch to; by default a

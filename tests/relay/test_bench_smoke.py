@@ -67,8 +67,10 @@ def test_bench_codec_reports_throughput_of_both_editions_and_the_reader():
 
 
 def test_bench_ingest_stores_every_frame_sent():
-    rc, r, err = _bench("ingest", "--seconds", "2", "--terminals", "20", "--rate", "200")
+    rc, r, err = _bench("ingest", "--seconds", "2", "--terminals", "20", "--rate", "200",
+                        "--batch-interval-ms", "30")
     assert rc == 0, err
+    assert r["batch_interval_ms"] == 30  # as the node's writer runs
     for key in ("ingest_frames_per_s", "terminals", "frames_sent", "frames_stored", "peak_rss_mb", "lost"):
         assert key in r, key
     assert r["terminals"] == 20 and r["terminals_logged_in"] == 20
@@ -88,7 +90,28 @@ def test_bench_e2e_brings_every_frame_to_the_province_and_measures_the_lag():
     assert r["frames_at_enterprise"] == r["frames_at_municipal"] == r["frames_at_province"] == r["frames_sent"]
     assert r["lost"] == 0 and r["private_frames_upstream"] == 0
     assert r["store"] == "thread"  # the tiers share the machine (e2e_bench.DEFAULT_STORE)
+    assert r["batch_interval_ms"] == 50  # the config's default
     assert r["cpu_us_per_frame"] is None or r["cpu_us_per_frame"] > 0
     assert r["lag_frames"] == r["frames_sent"] and r["lag_unmatched"] == 0
     assert 0 <= r["lag_p50_ms"] <= r["lag_p99_ms"] <= r["lag_max_ms"]
     assert r["e2e_frames_per_s"] > 0
+
+
+@pytest.mark.parametrize("what", ["ingest", "e2e"])
+def test_bench_refuses_a_batch_interval_below_one_millisecond(what):
+    environ = dict(os.environ)
+    proc = subprocess.run([sys.executable, "-m", "relay.cli", "bench", what, "--batch-interval-ms", "0", "--json"],
+                          capture_output=True, text=True, timeout=60, env=environ)
+    assert proc.returncode == 2
+    assert "--batch-interval-ms must be at least 1" in proc.stderr
+
+
+def test_e2e_tiers_run_with_the_batch_interval_asked_for_else_the_default():
+    from relay.bench.e2e_bench import TIERS, tier_configs
+    from relay.config import Database, config_from_dict
+
+    dsns = {t: f"dbname=x_{t}" for t in TIERS}
+    ports = {t: 40000 + i for i, t in enumerate(TIERS)}
+    for asked, expected in ((None, Database.batch_interval_ms), (30, 30)):
+        configs = tier_configs(dsns, ports, 10, "thread", asked)
+        assert {config_from_dict(c).database.batch_interval_ms for c in configs.values()} == {expected}
