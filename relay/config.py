@@ -50,7 +50,7 @@ class Database:
     #: the writer commits after this many items ...
     batch_max_rows: int = 2000
     #: ... or this many milliseconds, whichever comes first (each batch costs some 2 ms of
-    #: CPU whatever its size, node and PostgreSQL together: 20 ms took 11 % more CPU per
+    #: CPU whatever its size, node and PostgreSQL together: 20 ms took 6–14 % more CPU per
     #: frame than 50 ms through three tiers at 5,500 frames/s)
     batch_interval_ms: int = 50
     #: pending items at which listeners stop reading their sockets
