@@ -336,6 +336,9 @@ def cmd_simulate_piles(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
+    if args.batch_interval_ms is not None and args.batch_interval_ms < 1:
+        print(f"relay bench {args.what}: --batch-interval-ms must be at least 1", file=sys.stderr)
+        return 2
     return run_bench(args.what, args)
 
 
