@@ -49,8 +49,8 @@ class Database:
     pool_size: int = 4
     #: the writer commits after this many items ...
     batch_max_rows: int = 2000
-    #: ... or this many milliseconds, whichever comes first (each batch costs some 2 ms of
-    #: CPU whatever its size, node and PostgreSQL together: 20 ms took 6–14 % more CPU per
+    #: ... or this many milliseconds, whichever comes first (each batch costs 1.6–2.5 ms of
+    #: CPU whatever its size, node and PostgreSQL together: 20 ms took 6–12 % more CPU per
     #: frame than 50 ms through three tiers at 5,500 frames/s)
     batch_interval_ms: int = 50
     #: pending items at which listeners stop reading their sockets
